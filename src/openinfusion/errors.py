@@ -34,7 +34,11 @@ class InputError(OpenInfusionError, ValueError):
 
     def as_dict(self) -> dict[str, object]:
         """Stable, JSON-friendly form: ``field``, ``value``, ``rule``, ``message``."""
-        value = self.value if isinstance(self.value, str | int | float | bool | None) else str(self.value)
+        value = (
+            self.value
+            if isinstance(self.value, str | int | float | bool | None)
+            else str(self.value)
+        )
         return {"field": self.field, "value": value, "rule": self.rule, "message": self.message}
 
 

@@ -31,21 +31,22 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """Safe YAML loader that refuses duplicate mapping keys instead of keeping the last."""
 
 
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode,
-                       deep: bool = False) -> dict[Any, Any]:
+def _construct_mapping(
+    loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
+) -> dict[Any, Any]:
     loader.flatten_mapping(node)
     out: dict[Any, Any] = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in out:
-            raise InputError("library", str(key),
-                             f"duplicate key at line {key_node.start_mark.line + 1}")
+            raise InputError(
+                "library", str(key), f"duplicate key at line {key_node.start_mark.line + 1}"
+            )
         out[key] = loader.construct_object(value_node, deep=deep)
     return out
 
 
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                                 _construct_mapping)
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -64,11 +65,13 @@ def _reject_constant(name: str) -> float:
 def parse_json_strict(text: str, what: str = "library") -> Any:
     """json.loads that refuses duplicate keys and NaN/Infinity."""
     try:
-        return json.loads(text, object_pairs_hook=_reject_duplicates,
-                          parse_constant=_reject_constant)
+        return json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
     except json.JSONDecodeError as exc:
-        raise InputError(what, f"line {exc.lineno} column {exc.colno}",
-                         f"is not valid JSON ({exc.msg})") from None
+        raise InputError(
+            what, f"line {exc.lineno} column {exc.colno}", f"is not valid JSON ({exc.msg})"
+        ) from None
 
 
 def parse_library_text(text: str, fmt: str) -> Any:
@@ -76,7 +79,7 @@ def parse_library_text(text: str, fmt: str) -> Any:
     if fmt == "json":
         return parse_json_strict(text)
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "file"
@@ -93,8 +96,9 @@ def library_from_data(data: Any) -> Library:
         raise InputError("entries", len(entries), f"more than {MAX_ENTRIES} entries (device limit)")
     areas = data.get("care_areas", [])
     if isinstance(areas, list) and len(areas) > MAX_CARE_AREAS:
-        raise InputError("care_areas", len(areas),
-                         f"more than {MAX_CARE_AREAS} care areas (device limit)")
+        raise InputError(
+            "care_areas", len(areas), f"more than {MAX_CARE_AREAS} care areas (device limit)"
+        )
     try:
         return Library.model_validate(data)
     except ValidationError as exc:
@@ -127,8 +131,9 @@ def load_library(path: str | Path) -> Library:
     except OSError as exc:
         raise InputError("library", str(path), f"cannot be read ({exc.strerror})") from None
     if size > MAX_FILE_BYTES:
-        raise InputError("library", str(path),
-                         f"is {size} bytes, over the {MAX_FILE_BYTES}-byte limit")
+        raise InputError(
+            "library", str(path), f"is {size} bytes, over the {MAX_FILE_BYTES}-byte limit"
+        )
     raw = file.read_bytes()
     return load_library_bytes(raw, _format_of(file, raw), str(path))
 
@@ -140,8 +145,9 @@ def load_library_bytes(raw: bytes, fmt: str, name: str = "library") -> Library:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError("library", name,
-                         f"is not UTF-8 text (bad byte at offset {exc.start})") from None
+        raise InputError(
+            "library", name, f"is not UTF-8 text (bad byte at offset {exc.start})"
+        ) from None
     if not text.strip():
         raise InputError("library", name, "is empty")
     return library_from_data(parse_library_text(text, fmt))

@@ -11,10 +11,12 @@ Validation is whole-library: any problem rejects the whole file and nothing is a
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Self
+from functools import cached_property
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -29,6 +31,9 @@ from openinfusion.units import (
     parse_concentration,
     parse_dose_unit,
 )
+
+if TYPE_CHECKING:
+    from openinfusion.library.ders import CompiledEntry
 
 FORMAT = "openinfusion-library/1"
 
@@ -57,8 +62,10 @@ class Limits(_Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
-        present = [(name, getattr(self, name)) for name in BOUNDS if getattr(self, name) is not None]
-        for (lo_name, lo), (hi_name, hi) in zip(present, present[1:], strict=False):
+        present = [
+            (name, getattr(self, name)) for name in BOUNDS if getattr(self, name) is not None
+        ]
+        for (lo_name, lo), (hi_name, hi) in itertools.pairwise(present):
             if lo > hi:
                 raise ValueError(
                     f"{lo_name} {format_number(lo)} > {hi_name} {format_number(hi)}; "
@@ -188,6 +195,13 @@ class DrugEntry(_Model):
         """Identity within a library: (care area, drug, therapy)."""
         return (self.care_area, self.drug, self.therapy or "")
 
+    @cached_property
+    def compiled(self) -> CompiledEntry:
+        """This entry reduced to floats for fast DERS checks (computed once)."""
+        from openinfusion.library.ders import compile_entry
+
+        return compile_entry(self)
+
     @property
     def label(self) -> str:
         therapy = f" ({self.therapy})" if self.therapy else ""
@@ -214,8 +228,14 @@ class DrugEntry(_Model):
         strengths = [c.per_ml for c in concs]
         if len(set(strengths)) != len(strengths):
             raise ValueError("the same concentration is listed twice")
-        if unit.dimension is not Dimension.VOLUME and not concs and self.limits.concentration is None:
-            raise ValueError("a drug entry needs at least one concentration or a concentration range")
+        if (
+            unit.dimension is not Dimension.VOLUME
+            and not concs
+            and self.limits.concentration is None
+        ):
+            raise ValueError(
+                "a drug entry needs at least one concentration or a concentration range"
+            )
         for group in ("bolus", "loading"):
             limits: UnitLimits | None = getattr(self.limits, group)
             if limits is not None:
@@ -252,7 +272,10 @@ class DrugEntry(_Model):
 
     def _check_kind(self, unit: DoseUnit) -> None:
         kind = self.infusion_type
-        if kind in (InfusionType.CONTINUOUS, InfusionType.FLUID, InfusionType.PCA) and not unit.is_rate:
+        if (
+            kind in (InfusionType.CONTINUOUS, InfusionType.FLUID, InfusionType.PCA)
+            and not unit.is_rate
+        ):
             raise ValueError(
                 f"dose_unit {self.dose_unit} must be a dose over time for a {kind.value} entry"
             )
@@ -302,7 +325,7 @@ def _as_value_error(parse: Any, text: str, field: str) -> Any:
 class Library(_Model):
     """A whole drug library: identity, version, care areas and entries."""
 
-    format: Literal["openinfusion-library/1"] = FORMAT
+    format: Literal["openinfusion-library/1"] = "openinfusion-library/1"
     name: NonEmpty
     version: NonEmpty
     effective_date: date
@@ -357,8 +380,9 @@ class Library(_Model):
         known = ", ".join(area.name for area in self.care_areas)
         raise InputError("care_area", name, f"is not in library {self.name} (known: {known})")
 
-    def entries_for(self, care_area: str | None = None, drug: str | None = None,
-                    therapy: str | None = None) -> list[DrugEntry]:
+    def entries_for(
+        self, care_area: str | None = None, drug: str | None = None, therapy: str | None = None
+    ) -> list[DrugEntry]:
         """Entries matching a care area and a drug name, display name or alias."""
         area_id = self.care_area(care_area).id if care_area else None
         key = drug.strip().casefold() if drug else None
@@ -381,14 +405,20 @@ class Library(_Model):
         found = self.entries_for(care_area, drug, therapy)
         if len(found) > 1:
             options = ", ".join(repr(e.therapy) for e in found)
-            raise InputError("therapy", therapy or "",
-                             f"{drug} has several therapies in {care_area}; choose one of {options}")
+            raise InputError(
+                "therapy",
+                therapy or "",
+                f"{drug} has several therapies in {care_area}; choose one of {options}",
+            )
         return found[0] if found else None
 
 
 def _names(entry: DrugEntry) -> set[str]:
-    return {entry.drug.casefold(), entry.display_name.casefold(),
-            *(alias.casefold() for alias in entry.aliases)}
+    return {
+        entry.drug.casefold(),
+        entry.display_name.casefold(),
+        *(alias.casefold() for alias in entry.aliases),
+    }
 
 
 def version_tuple(version: str) -> tuple[int, ...]:

@@ -51,13 +51,13 @@ class BsaMethod(StrEnum):
 def _in_range(field: str, value: float, bounds: tuple[float, float], unit: str) -> float:
     lo, hi = bounds
     if not (math.isfinite(value) and lo <= value <= hi):
-        raise InputError(field, f"{value:g} {unit}",
-                         f"must be between {lo:g} and {hi:g} {unit}")
+        raise InputError(field, f"{value:g} {unit}", f"must be between {lo:g} and {hi:g} {unit}")
     return value
 
 
-def bsa_m2(weight_kg: float, height_cm: float,
-           method: BsaMethod | str = BsaMethod.MOSTELLER) -> float:
+def bsa_m2(
+    weight_kg: float, height_cm: float, method: BsaMethod | str = BsaMethod.MOSTELLER
+) -> float:
     """Body surface area in m2.
 
     Mosteller: sqrt(H*W/3600) (Mosteller RD, N Engl J Med 1987;317:1098).
@@ -68,8 +68,8 @@ def bsa_m2(weight_kg: float, height_cm: float,
     if method is BsaMethod.MOSTELLER:
         return math.sqrt(height_cm * weight_kg / 3600.0)
     if method is BsaMethod.DUBOIS:
-        return 0.007184 * weight_kg**0.425 * height_cm**0.725
-    return 0.024265 * weight_kg**0.5378 * height_cm**0.3964
+        return float(0.007184 * weight_kg**0.425 * height_cm**0.725)
+    return float(0.024265 * weight_kg**0.5378 * height_cm**0.3964)
 
 
 def bmi(weight_kg: float, height_cm: float) -> float:
@@ -84,8 +84,11 @@ def ideal_body_weight_kg(height_cm: float, sex: Sex) -> float:
     shorter adults. Not defined for children: heights under 120 cm are refused.
     """
     if height_cm < 120.0:
-        raise InputError("height", f"{height_cm:g} cm",
-                         "Devine ideal body weight is not defined under 120 cm (children)")
+        raise InputError(
+            "height",
+            f"{height_cm:g} cm",
+            "Devine ideal body weight is not defined under 120 cm (children)",
+        )
     base = 50.0 if sex is Sex.MALE else 45.5
     return base + 2.3 * (height_cm / 2.54 - 60.0)
 
@@ -116,8 +119,9 @@ def lean_body_mass_james_kg(weight_kg: float, height_cm: float, sex: Sex) -> flo
     return 1.1 * weight_kg - 128.0 * ratio if sex is Sex.MALE else 1.07 * weight_kg - 148.0 * ratio
 
 
-def creatinine_clearance_ml_min(age_years: float, weight_kg: float, sex: Sex,
-                                serum_creatinine_mg_dl: float) -> float:
+def creatinine_clearance_ml_min(
+    age_years: float, weight_kg: float, sex: Sex, serum_creatinine_mg_dl: float
+) -> float:
     """Creatinine clearance (Cockcroft DW, Gault MH, Nephron 1976;16:31-41).
 
     (140 - age) * weight / (72 * SCr), times 0.85 for women; mL/min.
@@ -145,27 +149,35 @@ class Patient:
         if self.age_years is not None:
             _in_range("age", self.age_years, AGE_RANGE_YEARS, "years")
         if self.serum_creatinine_mg_dl is not None:
-            _in_range("serum_creatinine", self.serum_creatinine_mg_dl,
-                      CREATININE_RANGE_MG_DL, "mg/dL")
+            _in_range(
+                "serum_creatinine", self.serum_creatinine_mg_dl, CREATININE_RANGE_MG_DL, "mg/dL"
+            )
 
     @classmethod
-    def from_text(cls, weight: str | None = None, height: str | None = None,
-                  age: str | float | None = None, sex: str | None = None,
-                  serum_creatinine: str | None = None,
-                  bsa_method: str = BsaMethod.MOSTELLER) -> Patient:
+    def from_text(
+        cls,
+        weight: str | None = None,
+        height: str | None = None,
+        age: str | float | None = None,
+        sex: str | None = None,
+        serum_creatinine: str | None = None,
+        bsa_method: str = BsaMethod.MOSTELLER,
+    ) -> Patient:
         """Build from text as typed: "70 kg", "170 cm", "40" (years) or "6 months", "m"."""
         try:
             method = BsaMethod(bsa_method)
         except ValueError:
-            raise InputError("bsa_method", bsa_method,
-                             "must be one of mosteller, dubois, haycock") from None
+            raise InputError(
+                "bsa_method", bsa_method, "must be one of mosteller, dubois, haycock"
+            ) from None
         return cls(
             weight_kg=parse_quantity(weight, Kind.WEIGHT, "weight") if weight is not None else None,
             height_cm=parse_quantity(height, Kind.HEIGHT, "height") if height is not None else None,
             age_years=parse_age_years(age) if age is not None else None,
             sex=Sex.parse(sex) if sex is not None else None,
-            serum_creatinine_mg_dl=(parse_creatinine_mg_dl(serum_creatinine)
-                                    if serum_creatinine is not None else None),
+            serum_creatinine_mg_dl=(
+                parse_creatinine_mg_dl(serum_creatinine) if serum_creatinine is not None else None
+            ),
             bsa_method=method,
         )
 
@@ -189,19 +201,24 @@ class Patient:
         self.require("age_years", "weight_kg", "sex", "serum_creatinine_mg_dl")
         assert self.age_years is not None and self.weight_kg is not None
         assert self.sex is not None and self.serum_creatinine_mg_dl is not None
-        return creatinine_clearance_ml_min(self.age_years, self.weight_kg, self.sex,
-                                           self.serum_creatinine_mg_dl)
+        return creatinine_clearance_ml_min(
+            self.age_years, self.weight_kg, self.sex, self.serum_creatinine_mg_dl
+        )
 
     def as_dict(self) -> dict[str, object]:
         """JSON-friendly summary with the derived sizes that are computable."""
         out: dict[str, object] = {
-            "weight_kg": self.weight_kg, "height_cm": self.height_cm,
-            "age_years": self.age_years, "sex": self.sex.value if self.sex else None,
-            "bsa_m2": self.bsa_m2, "bsa_method": self.bsa_method.value,
+            "weight_kg": self.weight_kg,
+            "height_cm": self.height_cm,
+            "age_years": self.age_years,
+            "sex": self.sex.value if self.sex else None,
+            "bsa_m2": self.bsa_m2,
+            "bsa_method": self.bsa_method.value,
         }
         if self.weight_kg is not None and self.height_cm is not None and self.sex is not None:
-            out["lean_body_weight_kg"] = lean_body_weight_kg(self.weight_kg, self.height_cm,
-                                                             self.sex)
+            out["lean_body_weight_kg"] = lean_body_weight_kg(
+                self.weight_kg, self.height_cm, self.sex
+            )
             if self.height_cm >= 120.0:
                 out["ideal_body_weight_kg"] = ideal_body_weight_kg(self.height_cm, self.sex)
         if None not in (self.age_years, self.weight_kg, self.sex, self.serum_creatinine_mg_dl):

@@ -38,10 +38,18 @@ class Basis(StrEnum):
 _BASIS_SPELLINGS = {"kg": Basis.KG, "m^2": Basis.M2, "m2": Basis.M2, "bsa": Basis.M2}
 # Time units a dose rate may be expressed per, in minutes.
 _TIME_SPELLINGS = {
-    "min": ("min", 1.0), "minute": ("min", 1.0), "minutes": ("min", 1.0),
-    "h": ("h", 60.0), "hr": ("h", 60.0), "hour": ("h", 60.0), "hours": ("h", 60.0),
-    "day": ("day", 1440.0), "d": ("day", 1440.0), "days": ("day", 1440.0),
-    "24h": ("day", 1440.0), "24 h": ("day", 1440.0),
+    "min": ("min", 1.0),
+    "minute": ("min", 1.0),
+    "minutes": ("min", 1.0),
+    "h": ("h", 60.0),
+    "hr": ("h", 60.0),
+    "hour": ("h", 60.0),
+    "hours": ("h", 60.0),
+    "day": ("day", 1440.0),
+    "d": ("day", 1440.0),
+    "days": ("day", 1440.0),
+    "24h": ("day", 1440.0),
+    "24 h": ("day", 1440.0),
 }
 
 
@@ -140,8 +148,9 @@ class Dose:
     def canonical(self) -> float:
         return self.unit.to_canonical(self.value)
 
-    def to(self, unit: DoseUnit, weight_kg: float | None = None,
-           bsa_m2: float | None = None) -> Dose:
+    def to(
+        self, unit: DoseUnit, weight_kg: float | None = None, bsa_m2: float | None = None
+    ) -> Dose:
         """Express this dose in ``unit``; weight/BSA are needed only to change the basis."""
         return Dose(convert_dose(self, unit, weight_kg=weight_kg, bsa_m2=bsa_m2), unit)
 
@@ -233,8 +242,9 @@ def format_number(value: float) -> str:
 # ---- conversions ---------------------------------------------------------------------------
 
 
-def basis_value(basis: Basis, weight_kg: float | None, bsa_m2: float | None,
-                field: str = "patient") -> float:
+def basis_value(
+    basis: Basis, weight_kg: float | None, bsa_m2: float | None, field: str = "patient"
+) -> float:
     """The patient's size for ``basis``: weight in kg, BSA in m2, or 1 for a plain dose."""
     if basis is Basis.NONE:
         return 1.0
@@ -253,8 +263,9 @@ def basis_value(basis: Basis, weight_kg: float | None, bsa_m2: float | None,
     return bsa_m2
 
 
-def check_same_dimension(dose_unit: DoseUnit, concentration: Concentration,
-                         field: str = "concentration") -> None:
+def check_same_dimension(
+    dose_unit: DoseUnit, concentration: Concentration, field: str = "concentration"
+) -> None:
     """Refuse to relate a dose and a concentration measured in different dimensions."""
     if dose_unit.dimension is Dimension.VOLUME:
         return
@@ -277,8 +288,12 @@ def _per_ml(dose_unit: DoseUnit, concentration: Concentration | None) -> float:
     return concentration.per_ml
 
 
-def dose_to_rate_ml_h(dose: Dose, concentration: Concentration | None,
-                      weight_kg: float | None = None, bsa_m2: float | None = None) -> float:
+def dose_to_rate_ml_h(
+    dose: Dose,
+    concentration: Concentration | None,
+    weight_kg: float | None = None,
+    bsa_m2: float | None = None,
+) -> float:
     """Pump rate in mL/h that delivers the dose rate ``dose`` (e.g. 5 mcg/kg/min)."""
     if not dose.unit.is_rate:
         raise InputError("dose", str(dose), "a rate needs a dose over time, e.g. 'mcg/kg/min'")
@@ -287,8 +302,13 @@ def dose_to_rate_ml_h(dose: Dose, concentration: Concentration | None,
     return dose.canonical * size / per_ml
 
 
-def rate_to_dose(rate_ml_h: float, concentration: Concentration | None, unit: DoseUnit,
-                 weight_kg: float | None = None, bsa_m2: float | None = None) -> Dose:
+def rate_to_dose(
+    rate_ml_h: float,
+    concentration: Concentration | None,
+    unit: DoseUnit,
+    weight_kg: float | None = None,
+    bsa_m2: float | None = None,
+) -> Dose:
     """The dose rate, in ``unit``, that a pump running at ``rate_ml_h`` delivers."""
     if not unit.is_rate:
         raise InputError("dose_unit", unit.text, "must be a dose over time, e.g. 'mcg/kg/min'")
@@ -297,18 +317,29 @@ def rate_to_dose(rate_ml_h: float, concentration: Concentration | None, unit: Do
     return Dose(unit.from_canonical(rate_ml_h * per_ml / size), unit)
 
 
-def dose_to_volume_ml(dose: Dose, concentration: Concentration | None,
-                      weight_kg: float | None = None, bsa_m2: float | None = None) -> float:
+def dose_to_volume_ml(
+    dose: Dose,
+    concentration: Concentration | None,
+    weight_kg: float | None = None,
+    bsa_m2: float | None = None,
+) -> float:
     """Volume in mL holding a single dose (bolus, loading, intermittent): mg, mg/kg, units/kg."""
     if dose.unit.is_rate:
-        raise InputError("dose", str(dose), "a bolus is a single dose, e.g. '2 mg' or '50 units/kg'")
+        raise InputError(
+            "dose", str(dose), "a bolus is a single dose, e.g. '2 mg' or '50 units/kg'"
+        )
     per_ml = _per_ml(dose.unit, concentration)
     size = basis_value(dose.unit.basis, weight_kg, bsa_m2)
     return dose.canonical * size / per_ml
 
 
-def volume_to_dose(volume_ml: float, concentration: Concentration | None, unit: DoseUnit,
-                   weight_kg: float | None = None, bsa_m2: float | None = None) -> Dose:
+def volume_to_dose(
+    volume_ml: float,
+    concentration: Concentration | None,
+    unit: DoseUnit,
+    weight_kg: float | None = None,
+    bsa_m2: float | None = None,
+) -> Dose:
     """The single dose, in ``unit``, held in ``volume_ml``."""
     if unit.is_rate:
         raise InputError("dose_unit", unit.text, "must be a single-dose unit, e.g. 'mg/kg'")
@@ -317,8 +348,9 @@ def volume_to_dose(volume_ml: float, concentration: Concentration | None, unit: 
     return Dose(unit.from_canonical(volume_ml * per_ml / size), unit)
 
 
-def convert_dose(dose: Dose, unit: DoseUnit, weight_kg: float | None = None,
-                 bsa_m2: float | None = None) -> float:
+def convert_dose(
+    dose: Dose, unit: DoseUnit, weight_kg: float | None = None, bsa_m2: float | None = None
+) -> float:
     """``dose`` expressed in ``unit`` (same dimension, same rate-or-single kind)."""
     if dose.unit.dimension is not unit.dimension:
         raise InputError(

@@ -45,7 +45,7 @@ class Dimension(StrEnum):
 
 _CANONICAL = {
     Dimension.MASS: "mg",
-    Dimension.UNITS: "unit",
+    Dimension.UNITS: "units",
     Dimension.EQUIVALENTS: "mEq",
     Dimension.SUBSTANCE: "mmol",
     Dimension.VOLUME: "mL",
@@ -105,8 +105,15 @@ def _parse_unit(text: str, field: str) -> pint.Unit:
             raise InputError(field, text, _ERROR_PRONE[token])
     try:
         return registry().Unit(cleaned)
-    except (pint.UndefinedUnitError, pint.DefinitionSyntaxError, AttributeError, TypeError,
-            ValueError, AssertionError, SyntaxError) as exc:
+    except (
+        pint.UndefinedUnitError,
+        pint.DefinitionSyntaxError,
+        AttributeError,
+        TypeError,
+        ValueError,
+        AssertionError,
+        SyntaxError,
+    ) as exc:
         raise InputError(field, text, f"unknown unit ({exc})") from None
 
 
@@ -128,9 +135,20 @@ def _amount_unit_cached(text: str, field: str) -> AmountUnit:
     return AmountUnit(symbol=_display_symbol(symbol), dimension=dimension, factor=factor)
 
 
-_DISPLAY = {"ug": "mcg", "units": "unit", "IU": "unit", "milliunits": "milliunit",
-            "million_units": "million units", "MU": "million units", "ml": "mL", "l": "L",
-            "cc": "mL", "gm": "g", "MIU": "million units", "mIU": "milliunit"}
+_DISPLAY = {
+    "ug": "mcg",
+    "unit": "units",
+    "IU": "units",
+    "milliunit": "milliunits",
+    "million_units": "million units",
+    "MU": "million units",
+    "ml": "mL",
+    "l": "L",
+    "cc": "mL",
+    "gm": "g",
+    "MIU": "million units",
+    "mIU": "milliunits",
+}
 
 
 def _display_symbol(symbol: str) -> str:

@@ -1,0 +1,39 @@
+"""The ``openinfusion`` command: a thin face over the layers, every command with --json."""
+
+from __future__ import annotations
+
+import typer
+
+from openinfusion import __version__
+from openinfusion.cli import dose_cmd, library_cmd
+from openinfusion.cli._common import JsonOption, handle_errors
+from openinfusion.cli.tour import run_tour
+
+app = typer.Typer(
+    name="openinfusion",
+    help="Open smart drug-infusion platform: dose math, drug libraries and DERS.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(dose_cmd.app, name="dose")
+app.add_typer(library_cmd.app, name="library")
+app.command("patient")(dose_cmd.patient_command)
+
+
+@app.command("tour")
+@handle_errors
+def tour_cmd(json_out: bool = JsonOption) -> None:
+    """A short guided run: drip rate, DERS checks, signing and tamper detection."""
+    run_tour(json_out)
+
+
+@app.command("version")
+def version_cmd(json_out: bool = JsonOption) -> None:
+    """Print the openinfusion version."""
+    typer.echo(f'{{"version": "{__version__}"}}' if json_out else __version__)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()
