@@ -16,8 +16,9 @@ Hot path: each entry is compiled once into plain floats in canonical units.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -184,15 +185,17 @@ class Override:
     findings: tuple[Finding, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The outcome of a DERS check: overall level, every finding, computed values."""
+class Verdict(NamedTuple):
+    """The outcome of a DERS check: overall level, every finding, computed values.
+
+    A NamedTuple (immutable, and cheap to build on the hot path).
+    """
 
     level: Level
     findings: tuple[Finding, ...]
     drug: str
     care_area: str
-    computed: dict[str, float] = field(default_factory=dict)
+    computed: dict[str, float]
     advisory: str | None = None
 
     @property
@@ -385,12 +388,13 @@ def check(
     if care_area is not None:
         _check_care_area(program, care_area, patient, computed, add)
 
-    level = max((f.level for f in findings), default=Level.OK)
+    level = Level(max(map(_LEVEL, findings), default=0))
     area = care_area.name if care_area is not None else entry.care_area
     return Verdict(level, tuple(findings), c.label, area, computed, entry.advisory)
 
 
 _NO_PATIENT = Patient()
+_LEVEL = operator.itemgetter(3)  # Finding.level
 
 
 def _in_unit(
@@ -422,7 +426,8 @@ def _concentration(
         return given
     if given is None:
         return c.concentrations[0] if len(c.concentrations) == 1 else None
-    check_same_dimension(c.unit, given)
+    if given.unit.dimension is not c.unit.dimension:
+        check_same_dimension(c.unit, given)  # raises the clear error
     per_ml = given.per_ml
     for listed in c.concentrations:
         if abs(listed.per_ml - per_ml) <= REL_TOL * per_ml:
@@ -649,15 +654,29 @@ def _check_care_area(
     check_patient(patient, area, add)
 
 
+@dataclass(frozen=True, slots=True)
+class CompiledArea:
+    """A care area's patient limits as float bounds."""
+
+    weight: Bounds | None
+    age: Bounds | None
+    max_bsa_m2: float | None
+
+
+def compile_area(area: CareArea) -> CompiledArea:
+    return CompiledArea(_bounds(area.weight_kg), _bounds(area.age_years), area.max_bsa_m2)
+
+
 def check_patient(patient: Patient, area: CareArea, add: _Add) -> None:
     """Patient size and age against the care area's population limits."""
-    if patient.weight_kg is not None and not area.weight_kg.is_empty:
-        add(_grade("weight", patient.weight_kg, "kg", _bounds(area.weight_kg)))
-    if patient.age_years is not None and not area.age_years.is_empty:
-        add(_grade("age", patient.age_years, "years", _bounds(area.age_years)))
+    c = area.compiled
+    if patient.weight_kg is not None and c.weight is not None:
+        add(_grade("weight", patient.weight_kg, "kg", c.weight))
+    if patient.age_years is not None and c.age is not None:
+        add(_grade("age", patient.age_years, "years", c.age))
     bsa = patient.bsa_m2
-    if bsa is not None and area.max_bsa_m2 is not None and bsa > area.max_bsa_m2 * _UP:
-        add(Finding("bsa", bsa, "m2", Level.HARD, "hard_max", area.max_bsa_m2))
+    if bsa is not None and c.max_bsa_m2 is not None and bsa > c.max_bsa_m2 * _UP:
+        add(Finding("bsa", bsa, "m2", Level.HARD, "hard_max", c.max_bsa_m2))
 
 
 def check_basic_infusion(

@@ -33,7 +33,7 @@ from openinfusion.units import (
 )
 
 if TYPE_CHECKING:
-    from openinfusion.library.ders import CompiledEntry
+    from openinfusion.library.ders import CompiledArea, CompiledEntry
 
 FORMAT = "openinfusion-library/1"
 
@@ -169,6 +169,13 @@ class CareArea(_Model):
     air_in_line_ul: PositiveValue
     kvo_rate_ml_h: LimitValue = 1.0
     basic_infusion: BasicInfusion = BasicInfusion()
+
+    @cached_property
+    def compiled(self) -> CompiledArea:
+        """Patient and pump limits reduced to floats for fast DERS checks."""
+        from openinfusion.library.ders import compile_area
+
+        return compile_area(self)
 
 
 class DrugEntry(_Model):

@@ -7,7 +7,7 @@ mg/dL, body surface area in m2, creatinine clearance in mL/min.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from openinfusion.errors import InputError
@@ -140,6 +140,7 @@ class Patient:
     sex: Sex | None = None
     serum_creatinine_mg_dl: float | None = None
     bsa_method: BsaMethod = BsaMethod.MOSTELLER
+    _bsa_m2: float | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         if self.weight_kg is not None:
@@ -152,6 +153,10 @@ class Patient:
             _in_range(
                 "serum_creatinine", self.serum_creatinine_mg_dl, CREATININE_RANGE_MG_DL, "mg/dL"
             )
+        if self.weight_kg is not None and self.height_cm is not None:
+            # Derived once: DERS reads it on every check of a per-m2 dose.
+            bsa = bsa_m2(self.weight_kg, self.height_cm, self.bsa_method)
+            object.__setattr__(self, "_bsa_m2", bsa)
 
     @classmethod
     def from_text(
@@ -184,9 +189,7 @@ class Patient:
     @property
     def bsa_m2(self) -> float | None:
         """BSA by this patient's method, or None when weight or height is unknown."""
-        if self.weight_kg is None or self.height_cm is None:
-            return None
-        return bsa_m2(self.weight_kg, self.height_cm, self.bsa_method)
+        return self._bsa_m2
 
     def require(self, *fields: str) -> None:
         """Raise a clear error naming the first of ``fields`` that is unknown."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
 
@@ -55,30 +55,34 @@ _TIME_SPELLINGS = {
 
 @dataclass(frozen=True, slots=True)
 class DoseUnit:
-    """A parsed dose unit such as mcg/kg/min. ``to_canonical`` gives mg/kg/h etc."""
+    """A parsed dose unit such as mcg/kg/min. ``to_canonical`` gives mg/kg/h etc.
+
+    ``text``, ``factor`` and ``is_rate`` are derived once at construction: DERS reads
+    them on every check.
+    """
 
     amount: AmountUnit
     basis: Basis
     time_unit: str | None
     time_min: float | None
+    text: str = field(init=False, compare=False)
+    factor: float = field(init=False, compare=False)
+    is_rate: bool = field(init=False, compare=False)
 
-    @property
-    def text(self) -> str:
+    def __post_init__(self) -> None:
         parts = [self.amount.symbol]
         if self.basis is not Basis.NONE:
             parts.append(self.basis.value)
         if self.time_unit:
             parts.append(self.time_unit)
-        return "/".join(parts)
+        per_hour = 60.0 / self.time_min if self.time_min is not None else 1.0
+        object.__setattr__(self, "text", "/".join(parts))
+        object.__setattr__(self, "factor", self.amount.factor * per_hour)
+        object.__setattr__(self, "is_rate", self.time_min is not None)
 
     @property
     def dimension(self) -> Dimension:
         return self.amount.dimension
-
-    @property
-    def is_rate(self) -> bool:
-        """True for a dose over time (continuous infusion), False for a single dose."""
-        return self.time_min is not None
 
     @property
     def canonical_text(self) -> str:
@@ -88,12 +92,6 @@ class DoseUnit:
         if self.is_rate:
             parts.append("h")
         return "/".join(parts)
-
-    @property
-    def factor(self) -> float:
-        """Multiply a value in this unit by ``factor`` to get the canonical value."""
-        per_hour = 60.0 / self.time_min if self.time_min is not None else 1.0
-        return self.amount.factor * per_hour
 
     def to_canonical(self, value: float) -> float:
         return value * self.factor
@@ -176,11 +174,11 @@ class Concentration:
     amount: float
     unit: AmountUnit
     volume_ml: float
+    per_ml: float = field(init=False, compare=False)
+    """Canonical amount (mg, units, mEq, mmol) per mL, derived at construction."""
 
-    @property
-    def per_ml(self) -> float:
-        """Canonical amount (mg, unit, mEq, mmol) per mL."""
-        return self.unit.to_canonical(self.amount) / self.volume_ml
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "per_ml", self.unit.to_canonical(self.amount) / self.volume_ml)
 
     @property
     def dimension(self) -> Dimension:
@@ -362,5 +360,7 @@ def convert_dose(
     if dose.unit.is_rate != unit.is_rate:
         kind = "a dose over time" if unit.is_rate else "a single dose"
         raise InputError("dose", str(dose), f"must be {kind} like {unit.text}")
+    if dose.unit.basis is unit.basis:
+        return unit.from_canonical(dose.canonical)
     absolute = dose.canonical * basis_value(dose.unit.basis, weight_kg, bsa_m2)
     return unit.from_canonical(absolute / basis_value(unit.basis, weight_kg, bsa_m2))
