@@ -34,8 +34,8 @@ from openinfusion.library import (
     sign_library,
     verify_package_file,
 )
-from openinfusion.library.loading import library_from_data, parse_json_strict
-from openinfusion.library.signing import PACKAGE_FORMAT, VerifiedLibrary
+from openinfusion.library.loading import MAX_FILE_BYTES
+from openinfusion.library.signing import PACKAGE_FORMAT, VerifiedLibrary, unverified_library
 from openinfusion.patient import Patient
 from openinfusion.security import (
     PublicKey,
@@ -63,17 +63,20 @@ LibraryOpt = typer.Option(
 
 
 def _load_any(path: Path | None) -> Library:
-    """A library file, or the library inside a signed package (signature not checked here)."""
+    """A library file, or the library inside a signed package (signature not checked here:
+    review only; ``library verify`` is the check pumps rely on)."""
     if path is None:
         return sample_library()
     if path.suffix.lower() == ".json":
         try:
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise InputError("library", str(path), f"is over the {MAX_FILE_BYTES}-byte limit")
             raw = path.read_bytes()
         except OSError as exc:
             raise InputError("library", str(path), f"cannot be read ({exc.strerror})") from None
-        data = parse_json_strict(raw.decode("utf-8", errors="strict"))
-        if isinstance(data, dict) and data.get("format") == PACKAGE_FORMAT:
-            return library_from_data((data.get("signed") or {}).get("library"))
+        if PACKAGE_FORMAT.encode() in raw:
+            return unverified_library(raw)
     return load_library(path)
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import tempfile
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from openinfusion.cli._common import console, print_json
@@ -109,9 +107,6 @@ def run_tour(json_out: bool) -> None:
             ],
         }
     )
-
-    with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "package.json").write_bytes(raw)
 
     if json_out:
         print_json({"library": {"name": lib.name, "version": lib.version}, "steps": steps})

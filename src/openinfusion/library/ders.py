@@ -259,7 +259,7 @@ def _grade(
 ) -> Finding:
     """Grade ``value`` (already in the bounds' unit) against four bounds."""
     if b is None:
-        return Finding(parameter, value, unit, Level.OK)
+        return _ok(Finding, (parameter, value, unit, Level.OK, None, None, ""))
     v = value * scale
     if v > b[7]:
         return Finding(parameter, value, unit, Level.HARD, "hard_max", b[3] / scale)
@@ -269,7 +269,12 @@ def _grade(
         return Finding(parameter, value, unit, Level.SOFT, "soft_max", b[2] / scale)
     if v < b[5]:
         return Finding(parameter, value, unit, Level.SOFT, "soft_min", b[1] / scale)
-    return Finding(parameter, value, unit, Level.OK)
+    return _ok(Finding, (parameter, value, unit, Level.OK, None, None, ""))
+
+
+# Building the common "within limits" finding straight from a tuple skips NamedTuple's
+# Python-level __new__: DERS makes several per check and the target is 200k checks/s.
+_ok = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,13 +393,14 @@ def check(
     if care_area is not None:
         _check_care_area(program, care_area, patient, computed, add)
 
-    level = Level(max(map(_LEVEL, findings), default=0))
+    level = _LEVELS[max(map(_LEVEL, findings), default=0)]
     area = care_area.name if care_area is not None else entry.care_area
     return Verdict(level, tuple(findings), c.label, area, computed, entry.advisory)
 
 
 _NO_PATIENT = Patient()
 _LEVEL = operator.itemgetter(3)  # Finding.level
+_LEVELS = (Level.OK, Level.SOFT, Level.HARD)
 
 
 def _in_unit(

@@ -110,19 +110,8 @@ def _reject(field: str, value: object, rule: str) -> SignatureRejected:
     return SignatureRejected(field, value, rule)
 
 
-def verify_package(
-    raw: bytes,
-    trusted: Iterable[PublicKey],
-    *,
-    installed: VerifiedLibrary | None = None,
-    today: date | None = None,
-) -> VerifiedLibrary:
-    """Verify a package's bytes against trusted public keys; return the library or raise.
-
-    Rejects: anything not a package, a stripped or malformed signature, a key not in
-    ``trusted``, any change to the signed content, a version older than ``installed``
-    (rollback) or equal to it with other content, and an effective date after ``today``.
-    """
+def parse_package(raw: bytes) -> dict[str, Any]:
+    """Strictly parse package bytes (size, UTF-8, JSON, layout); no signature check."""
     if len(raw) > MAX_FILE_BYTES:
         raise _reject("package", f"{len(raw)} bytes", f"over the {MAX_FILE_BYTES}-byte limit")
     try:
@@ -136,22 +125,51 @@ def verify_package(
             data.get("format") if isinstance(data, dict) else "",
             f"is not a signed library package ({PACKAGE_FORMAT})",
         )
+    extra = set(data) - {"format", "signed", "signature"}
+    if extra:
+        raise _reject("package", ", ".join(sorted(extra)), "unknown top-level fields")
+    if not isinstance(data.get("signed"), dict):
+        raise _reject("package.signed", "", "is missing or not an object (no library inside)")
+    return data
+
+
+def unverified_library(raw: bytes) -> Library:
+    """The library inside a package, validated but with its signature NOT checked.
+
+    For review (show, diff) only; pumps activate only what :func:`verify_package` returns.
+    """
+    return library_from_data(parse_package(raw)["signed"].get("library"))
+
+
+def verify_package(
+    raw: bytes,
+    trusted: Iterable[PublicKey],
+    *,
+    installed: VerifiedLibrary | None = None,
+    today: date | None = None,
+) -> VerifiedLibrary:
+    """Verify a package's bytes against trusted public keys; return the library or raise.
+
+    Rejects: anything not a package, a stripped or malformed signature, a key not in
+    ``trusted``, any change to the signed content, a version older than ``installed``
+    (rollback) or equal to it with other content, and an effective date after ``today``.
+    """
+    data = parse_package(raw)
     signature = data.get("signature")
-    body = data.get("signed")
+    body = data["signed"]
     if not isinstance(signature, dict) or not signature.get("value"):
         raise _reject("package.signature", "", "is missing: unsigned libraries are refused")
     if signature.get("alg") != "Ed25519":
         raise _reject("package.signature.alg", signature.get("alg"), "must be Ed25519")
-    if not isinstance(body, dict):
-        raise _reject("package.signed", "", "is missing")
-    extra = set(data) - {"format", "signed", "signature"}
-    if extra:
-        raise _reject("package", ", ".join(sorted(extra)), "unknown top-level fields")
     keys = {key_id(k): k for k in trusted}
     kid = signature.get("key_id")
-    if kid not in keys:
+    if not isinstance(kid, str) or kid not in keys:
         raise _reject("package.signature.key_id", kid, "is not a trusted pharmacy signing key")
     sig = b64decode(signature["value"], "package.signature.value")
+    if b64encode(sig) != signature["value"]:
+        # One encoding per signature: base64 padding bits are ignored by decoders, so a
+        # non-canonical spelling would make several package files verify as one.
+        raise _reject("package.signature.value", "", "is not canonical base64")
     if not verify(keys[kid], sig, DOMAIN + canonical_json(body)):
         raise _reject(
             "package.signature",

@@ -49,6 +49,8 @@ class BsaMethod(StrEnum):
 
 
 def _in_range(field: str, value: float, bounds: tuple[float, float], unit: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(field, value, f"must be a number in {unit} (parse text with from_text)")
     lo, hi = bounds
     if not (math.isfinite(value) and lo <= value <= hi):
         raise InputError(field, f"{value:g} {unit}", f"must be between {lo:g} and {hi:g} {unit}")
