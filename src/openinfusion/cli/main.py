@@ -5,19 +5,20 @@ from __future__ import annotations
 import typer
 
 from openinfusion import __version__
-from openinfusion.cli import dose_cmd, library_cmd
+from openinfusion.cli import dose_cmd, library_cmd, pump_cmd
 from openinfusion.cli._common import JsonOption, handle_errors
 from openinfusion.cli.tour import run_tour
 
 app = typer.Typer(
     name="openinfusion",
-    help="Open smart drug-infusion platform: dose math, drug libraries and DERS.",
+    help="Open smart drug-infusion platform: dose math, drug libraries, DERS and pumps.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 app.add_typer(dose_cmd.app, name="dose")
 app.add_typer(library_cmd.app, name="library")
+app.add_typer(pump_cmd.app, name="pump")
 app.command("patient")(dose_cmd.patient_command)
 
 

@@ -219,6 +219,9 @@ class Channel:
             self.timers.paused_at = t
         elif old is State.PAUSED:
             self.timers.paused_at = None
+            if self.board.is_active(Alarm.PAUSED_TOO_LONG, self.index):
+                self.board.condition_cleared(Alarm.PAUSED_TOO_LONG, self.index)
+                self.emit(t, Event.ALARM_CLEARED.value, {"code": Alarm.PAUSED_TOO_LONG.code})
         self.emit(
             t,
             (event or Event.STOPPED).value if event else "state",
@@ -826,7 +829,43 @@ class Channel:
             ):
                 self.alarm(Alarm.RESERVOIR_LOW, t, reservoir_ml=self.reservoir_ml)
                 fired = True
-        if plan.drug is not None and self._rate > 0 and self._window_full(t):
+        if self.state is not State.KVO:
+            for o in (self._add, self._replace):
+                if o is None:
+                    continue
+                if (o.volume_ml is not None and o.remaining_ml <= 1e-9 * max(1.0, o.volume_ml)) or (
+                    o.until_s is not None and o.until_s <= t + EPS_T
+                ):
+                    self._finish_overlay(t, o)
+                    fired = True
+            if plan.vtbi_ml is not None and self.program_ml >= plan.vtbi_ml - 1e-9 * max(
+                1.0, plan.vtbi_ml
+            ):
+                self.program_ml = min(self.program_ml, plan.vtbi_ml)
+                self._complete(t, "VTBI reached")
+                fired = True
+            else:
+                step = plan.steps[self.step_i]
+                done = (
+                    step.duration_s is not None
+                    and self.step_started_s + step.duration_s <= t + EPS_T
+                ) or (
+                    step.volume_ml is not None
+                    and self.step_ml >= step.volume_ml - 1e-9 * max(1.0, step.volume_ml)
+                )
+                if done:
+                    self._next_step(t)
+                    fired = True
+            if fired:
+                self._recompute()
+        # Checked on the rate that applies from now on: reaching a limit exactly with
+        # nothing more to deliver (a PCA dose that ends at the limit) stops nothing.
+        if (
+            plan.drug is not None
+            and self._rate > 0
+            and self.state in DELIVERING
+            and self._window_full(t)
+        ):
             self._cancel_adding(t, "dose limit")
             self.board.raise_(Alarm.DOSE_LIMIT, t, self.index)
             self.emit(
@@ -836,34 +875,6 @@ class Channel:
             )
             self._to(State.PAUSED, t, Event.PAUSED, reason="dose limit reached")
             return True
-        if self.state is State.KVO:
-            return fired
-        for o in (self._add, self._replace):
-            if o is None:
-                continue
-            if (o.volume_ml is not None and o.remaining_ml <= 1e-9 * max(1.0, o.volume_ml)) or (
-                o.until_s is not None and o.until_s <= t + EPS_T
-            ):
-                self._finish_overlay(t, o)
-                fired = True
-        if plan.vtbi_ml is not None and self.program_ml >= plan.vtbi_ml - 1e-9 * max(
-            1.0, plan.vtbi_ml
-        ):
-            self.program_ml = min(self.program_ml, plan.vtbi_ml)
-            self._complete(t, "VTBI reached")
-            return True
-        step = plan.steps[self.step_i]
-        done = (
-            step.duration_s is not None and self.step_started_s + step.duration_s <= t + EPS_T
-        ) or (
-            step.volume_ml is not None
-            and self.step_ml >= step.volume_ml - 1e-9 * max(1.0, step.volume_ml)
-        )
-        if done:
-            self._next_step(t)
-            fired = True
-        if fired:
-            self._recompute()
         return fired
 
     def _window_full(self, t: float) -> bool:

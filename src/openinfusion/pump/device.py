@@ -71,7 +71,9 @@ class Device:
         self.records: list[Record] = []
         self._pending: list[Record] = []
         self.journal = journal
-        self.checkpoint_s = checkpoint_s if journal is not None else None
+        # With a journal, commit at least every minute of pump time so that a crash can
+        # leave at most one minute of delivery unconfirmed (see journal.reservation_ml).
+        self.checkpoint_s = (checkpoint_s or 60.0) if journal is not None else None
         self._next_checkpoint = math.inf
         self.listener = listener
         per_channel = list(settings) if settings else [ChannelSettings() for _ in mechanisms]
@@ -382,6 +384,16 @@ class Device:
         if fault not in actions:
             raise InputError("fault", fault, f"must be one of {', '.join(sorted(actions))}")
         self._command("fault", index, {"fault": fault, **args}, actions[fault])
+
+    def confirm_recovery(self, index: int) -> None:
+        """After a restart: the clinician checked patient and program (channel -> PAUSED)."""
+        ch = self.channel(index)
+
+        def act() -> None:
+            ch.acknowledge(self.t_s, Alarm.CRASH_RECOVERED)
+            ch.clear_condition(Alarm.CRASH_RECOVERED, self.t_s)
+
+        self._command("confirm_recovery", index, {}, act)
 
     def status(self) -> dict[str, Any]:
         return {
