@@ -452,7 +452,7 @@ class Run:
         d, ch = self.device, e.channel
         programmed = self.programmed[ch]
         if e.dose is not None:
-            volume, verdict = T.bolus_volume(
+            volume, _ = T.bolus_volume(
                 self.ctx, programmed, e.dose, e.override_reason or self.override
             )
         else:
@@ -470,11 +470,7 @@ class Run:
         for index, ch in enumerate(d.channels):
             programmed = self.programmed.get(index)
             out = {**ch.status(), **_dose_report(ch, programmed)}
-            if (
-                ch.plan is not None
-                and ch.plan.pca is not None
-                or (programmed is not None and programmed.plan.pca is not None)
-            ):
+            if programmed is not None and programmed.plan.pca is not None:
                 out["pca"] = {
                     "demands": len(ch.pca_history),
                     "granted": sum(r.granted for r in ch.pca_history),
@@ -520,7 +516,7 @@ def _count(items: Any) -> dict[str, int]:
 
 
 def _dose_report(ch: Any, programmed: T.Programmed | None) -> dict[str, Any]:
-    if programmed is None or ch.plan is None and programmed.plan.drug is None:
+    if programmed is None:
         return {"delivered_dose": None}
     drug = programmed.plan.drug
     if drug is None or programmed.dose_unit is None:
