@@ -279,8 +279,11 @@ def _restore_channel(ch: Channel, s: dict[str, Any]) -> None:
     ch.pca_history = [PcaRecord(t, g, r) for t, g, r in s["pca_history"]]
     t = s["timers"]
     ch.timers = _Timers(
-        t["paused_at"], t["disconnect_detect"], t["sensor_detect"], [tuple(x) for x in t["air"]]
-    )  # type: ignore[misc]
+        t["paused_at"],
+        t["disconnect_detect"],
+        t["sensor_detect"],
+        [(float(a), float(b)) for a, b in t["air"]],
+    )
     ch._recompute()
 
 
