@@ -163,6 +163,9 @@ class EventSpec(_Spec):
     code: str | None = None
     extra_ma: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     override_reason: str | None = None
+    drug: str | None = None
+    concentration: str | None = None
+    over: str | None = None
 
 
 class ChannelSpec(_Spec):
@@ -422,9 +425,19 @@ class Run:
             elif e.type == "bolus":
                 self._bolus(e)
             elif e.type == "secondary":
-                volume = parse_quantity(e.volume or "", Kind.VOLUME, "secondary.volume")
-                rate = parse_quantity(e.rate or "", Kind.FLOW, "secondary.rate")
-                d.secondary(ch, volume, rate)
+                if e.drug is not None:  # a named drug is DERS-checked like an intermittent dose
+                    volume, rate, _ = T.secondary_infusion(
+                        self.ctx,
+                        drug=e.drug,
+                        dose=e.dose or "",
+                        over=e.over or "",
+                        concentration=e.concentration,
+                        override_reason=e.override_reason or self.override,
+                    )
+                else:
+                    volume = parse_quantity(e.volume or "", Kind.VOLUME, "secondary.volume")
+                    rate = parse_quantity(e.rate or "", Kind.FLOW, "secondary.rate")
+                d.secondary(ch, volume, rate, drug=e.drug, dose=e.dose)
             elif e.type in ("acknowledge", "silence"):
                 alarm = _alarm(e.code)
                 getattr(d, e.type)(ch, alarm)

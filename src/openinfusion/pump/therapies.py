@@ -361,6 +361,34 @@ def bolus_volume(
     return volume, verdict
 
 
+def secondary_infusion(
+    ctx: Context,
+    *,
+    drug: str,
+    dose: str,
+    over: str,
+    concentration: str | None = None,
+    therapy: str | None = None,
+    override_reason: str | None = None,
+) -> tuple[float, float, Verdict]:
+    """A piggyback dose of another drug (e.g. an antibiotic) over the primary: DERS-checked
+    like an intermittent dose; returns (volume mL, rate mL/h, verdict)."""
+    entry = find_entry(ctx, drug, therapy)
+    conc = _concentration(entry, concentration)
+    parsed = parse_dose(dose)
+    over_s = _duration_s(over, "over")
+    assert over_s is not None
+    volume = dose_to_volume_ml(parsed, conc, ctx.patient.weight_kg, ctx.patient.bsa_m2)
+    verdict = check(
+        Program(dose=parsed, concentration=conc, duration_min=over_s / 60.0, vtbi_ml=volume),
+        entry,
+        ctx.patient,
+        ctx.care_area,
+    )
+    authorize(verdict, override_reason)
+    return volume, volume / (over_s / 3600.0), verdict
+
+
 def multistep(
     ctx: Context,
     steps: list[dict[str, str]],
