@@ -498,7 +498,7 @@ class Run:
             "delivered_dose": channels[min(self.programmed)]["delivered_dose"],
             "alarms": [
                 {
-                    "at_min": r.t_s / 60.0,
+                    "at_min": round(r.t_s / 60.0, 6),
                     "code": r.data["code"],
                     "priority": r.data["priority"],
                     "channel": r.data.get("channel"),
@@ -540,7 +540,7 @@ def _dose_report(ch: Any, programmed: T.Programmed | None) -> dict[str, Any]:
 
 
 def _event(r: Record) -> dict[str, Any]:
-    return {"at_min": r.t_s / 60.0, "type": r.kind, **r.data}
+    return {"at_min": round(r.t_s / 60.0, 6), "type": r.kind, **r.data}
 
 
 def _alarm(code: str | None) -> Alarm:

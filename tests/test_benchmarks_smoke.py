@@ -1,0 +1,31 @@
+"""The benchmark scripts run and report their figures (functional check, not a timing)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "keys"),
+    [
+        ("ders.py", ["--rounds", "1", "--repeats", "1"],
+         {"checks_per_s", "baseline_dict_lookups_per_s", "ratio_check_over_lookup_time"}),
+        ("pump.py", ["--repeats", "1", "--baseline-hours", "0.05"],
+         {"ms_per_pump_day", "baseline_1s_ticks_ms_per_pump_day", "speedup_vs_ticking"}),
+    ],
+)
+def test_benchmark_runs(script: str, args: list[str], keys: set[str]) -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--json"],
+                         capture_output=True, text=True, check=True, timeout=120)
+    result = json.loads(out.stdout)
+    assert keys <= set(result)
+    if script == "pump.py":
+        event, ticked = result["delivered_mg_event_vs_ticking"]
+        assert abs(event - ticked) < 1e-6  # both resolutions deliver the same drug
