@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from openinfusion.errors import InputError, InputErrors
 from openinfusion.library import CareArea, Library, load_library, sample_library
+from openinfusion.library.ders import DersError
 from openinfusion.patient import Patient
 from openinfusion.pump import therapies as T
 from openinfusion.pump.channel import ChannelSettings, CommandRejected
@@ -458,8 +459,9 @@ class Run:
                 d.inject(ch, e.type)
         except CommandRejected:
             pass  # recorded by the device as a "rejected" event; the run goes on
-        except InputError as exc:  # DERS refused a titration or bolus: record, go on
-            d._emit(d.t_s, "rejected", {"command": e.type, "channel": ch, "reason": exc.message})
+        except (InputError, DersError) as exc:  # DERS refused a titration/bolus: record, go on
+            reason = exc.message if isinstance(exc, InputError) else str(exc)
+            d._emit(d.t_s, "rejected", {"command": e.type, "channel": ch, "reason": reason})
 
     def _bolus(self, e: EventSpec) -> None:
         d, ch = self.device, e.channel
