@@ -1,0 +1,1 @@
+"""In-silico trials: scenarios, the vectorized trial engine, outcome metrics and reports."""
