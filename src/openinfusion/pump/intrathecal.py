@@ -16,12 +16,16 @@ engine (:class:`~openinfusion.pump.device.Device` with :func:`~openinfusion.pump
 - The prescription compiles to a :class:`~openinfusion.pump.plan.Plan`: one constant step,
   or flex steps placed on the local clock (:class:`~openinfusion.pump.clock.PumpClock`,
   daylight-saving safe) for :data:`FLEX_HORIZON_DAYS`, then the nominal cycle repeating;
-  the PTM becomes :class:`~openinfusion.pump.plan.PcaSettings` with a 24-hour amount limit
-  and ``max_demands`` per 24 h.
-- :class:`IntrathecalPump` runs it: PTM activations (granted or denied with a reason),
-  refills with the found-versus-expected comparison, a bridge bolus after a change of
-  concentration, the predicted low-reservoir date, and the elective replacement indicator
-  (ERI) from an implant battery model.
+  the PTM becomes :class:`~openinfusion.pump.plan.PcaSettings` with its lockout and
+  ``max_demands`` per 24 h, and no amount limit: the engine would pause the whole channel
+  on reaching one, and an implant never stops its basal for a PTM limit.
+- :class:`IntrathecalPump` runs it: PTM activations (granted or denied with a reason,
+  including a bolus that would take the last 24 h over the maximum daily dose, as after a
+  reprogramming or on a spring-forward night, when the clock skips an hour and a 24-hour
+  window holds one more hour of the day-time steps), refills with the found-versus-expected
+  comparison, a bridge bolus after a change of drug or concentration, the predicted
+  low-reservoir date, and the elective replacement indicator (ERI) and end of service
+  from an implant battery model.
 
 Figures and their sources (public material, read through stored copies):
 
@@ -39,6 +43,15 @@ Figures and their sources (public material, read through stored copies):
   Implanted Catheter Length (cm) x 0.0026 mL/cm"); the pump's internal pathway volume
   (reservoir outlet to catheter port) is a LOCAL assumption of 0.2 mL (no figure was read
   for the SynchroMed II); both are parameters of :class:`IntrathecalPump`.
+- Refill: the residual drug is drained completely and discarded, then the new drug is
+  injected ("Drain residual volume completely (verify actual amount drained to amount
+  calculated by computer for accuracy ...)", South Shore Neurologic, intrathecal baclofen
+  refill notes, southshoreneurologic.com/clinical/itb/itb-manage-refill.html), so the
+  reservoir afterwards holds what was added. Found-versus-expected tolerance: 1 mL for a
+  20 mL pump, 2 mL for a 40 mL pump, borrowed from Maino et al., Neuromodulation 2017;
+  20(7):733-739 ("volume discrepancies of > 1 mL in 20 mL IDDSs and of > 2 mL in 40 mL
+  IDDSs after refill should be regarded as potentially consequential"; measured there as
+  injected versus measured volume, applied here to the residual as a LOCAL choice).
 - Predicting the refill date assuming every allowed PTM dose is taken follows the
   Prometra PTC guide ("This refill date makes the assumption that all allotted boluses
   per day will be delivered").
@@ -53,8 +66,10 @@ Times are pump seconds (monotonic); rates mL/h inside, mL/day or dose/day at the
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, time
@@ -67,8 +82,8 @@ from openinfusion.patient import Patient
 from openinfusion.pump.battery import Battery
 from openinfusion.pump.channel import Channel, ChannelSettings, State
 from openinfusion.pump.clock import PumpClock
-from openinfusion.pump.codes import Alarm
-from openinfusion.pump.device import Device
+from openinfusion.pump.codes import Alarm, Event
+from openinfusion.pump.device import Device, Record
 from openinfusion.pump.mechanics import Mechanism, implant
 from openinfusion.pump.plan import DrugInfo, Envelope, PcaSettings, Plan, Step, StepKind
 from openinfusion.units import (
@@ -76,8 +91,8 @@ from openinfusion.units import (
     Concentration,
     Dimension,
     Dose,
+    DoseUnit,
     Kind,
-    check_same_dimension,
     format_number,
     parse_concentration,
     parse_dose,
@@ -103,11 +118,10 @@ SERVICE_CHECK_S = DAY_S  # the pump re-projects its battery life once a day (LOC
 LIFE_NO_FLOW_DAYS = 7 * 365.25  # "a maximum of 7 years"
 LIFE_AT_1_ML_DAY_DAYS = 5 * 365.25  # "typical ... between 5 and 7 years"
 IMPLANT_IDLE_MA = 0.010  # LOCAL: 10 microamps quiescent drain
-# The engine pauses a channel the moment a window limit is reached. A prescription whose
-# worst 24 h equals its hard limit exactly must not stop the basal (abrupt intrathecal
-# baclofen withdrawal is itself dangerous), so the engine's copy of the limit carries a
-# relative headroom far below any measurable dose.
-ENGINE_LIMIT_HEADROOM = 1e-6
+NEVER_RUNTIME_S = -1.0  # engine battery alarm thresholds that are never reached
+# Found-versus-expected refill tolerance, mL per mL of reservoir size (1 mL in a 20 mL
+# pump, 2 mL in a 40 mL pump: Maino et al. 2017, see the module docstring).
+REFILL_TOLERANCE_PER_ML = 0.05
 
 # Reference ceilings for known intrathecal drugs (canonical amount per day, source).
 REFERENCE_CEILINGS: dict[str, tuple[str, str]] = {
@@ -222,6 +236,28 @@ def _positive_finite(field_name: str, value: float) -> float:
     return float(value)
 
 
+def _parse_concentration(text: str, field_name: str = "concentration") -> Concentration:
+    """A concentration; an error names the whole text as written."""
+    try:
+        conc = parse_concentration(text, field_name)
+    except InputError as exc:
+        raise InputError(field_name, text, exc.rule) from None
+    if not (math.isfinite(conc.per_ml) and conc.per_ml > 0):
+        raise InputError(field_name, text, "must be a finite amount per mL greater than zero")
+    return conc
+
+
+def _check_dimension(unit: DoseUnit, conc: Concentration, field_name: str, text: str) -> None:
+    """A dose in mg needs a concentration in mg/mL (mass, units, mEq never convert)."""
+    if unit.dimension is not Dimension.VOLUME and unit.dimension is not conc.dimension:
+        raise InputError(
+            field_name,
+            text,
+            f"is in {unit.dimension.value} but the concentration {conc.text} is in "
+            f"{conc.dimension.value}; they are never converted into each other",
+        )
+
+
 def _dose_rate_ml_h(text: str, field_name: str, conc: Concentration) -> float:
     """mL/h for a dose rate ('3 mg/day', '25 mcg/h') or a volume rate ('0.3 mL/day')."""
     dose = parse_dose(text, field_name)
@@ -233,7 +269,7 @@ def _dose_rate_ml_h(text: str, field_name: str, conc: Concentration) -> float:
         raise InputError(field_name, text, "must be greater than zero")
     if dose.unit.dimension is Dimension.VOLUME:
         return dose.canonical
-    check_same_dimension(dose.unit, conc, field_name)
+    _check_dimension(dose.unit, conc, field_name, text)
     return dose.canonical / conc.per_ml
 
 
@@ -246,7 +282,7 @@ def _single_amount(text: str, field_name: str, conc: Concentration) -> tuple[flo
         raise InputError(field_name, text, "must be greater than zero")
     if dose.unit.dimension is Dimension.VOLUME:
         return dose.canonical, dose.canonical * conc.per_ml
-    check_same_dimension(dose.unit, conc, field_name)
+    _check_dimension(dose.unit, conc, field_name, text)
     return dose.canonical / conc.per_ml, dose.canonical
 
 
@@ -255,7 +291,7 @@ def _daily_limit(text: str, conc: Concentration) -> float:
     dose = parse_dose(text, "max_daily_dose")
     if dose.unit.dimension is Dimension.VOLUME or dose.unit.basis is not Basis.NONE:
         raise InputError("max_daily_dose", text, "must be a drug amount per day, e.g. '15 mg/day'")
-    check_same_dimension(dose.unit, conc, "max_daily_dose")
+    _check_dimension(dose.unit, conc, "max_daily_dose", text)
     if not (math.isfinite(dose.value) and dose.value > 0):
         raise InputError("max_daily_dose", text, "must be greater than zero")
     return dose.canonical * 24.0 if dose.unit.is_rate else dose.canonical
@@ -329,7 +365,7 @@ def compile_prescription(
     if not isinstance(rx.drug, str) or not rx.drug.strip():
         raise InputError("drug", rx.drug, "a drug name is required")
     drug_name = rx.drug.strip()
-    conc = parse_concentration(rx.concentration)
+    conc = _parse_concentration(rx.concentration)
     if conc.dimension is Dimension.VOLUME:
         raise InputError("concentration", rx.concentration, "must be a drug amount per mL")
     reservoir = _positive_finite("reservoir_ml", rx.reservoir_ml)
@@ -364,11 +400,16 @@ def compile_prescription(
     lo_rate, hi_rate = mech.min_rate_ml_h, mech.max_rate_ml_h
     for i, step in enumerate(steps):
         if not lo_rate * (1 - 1e-9) <= step.rate_ml_h <= hi_rate * (1 + 1e-9):
-            name = "daily_dose" if period is None else f"flex[{i}].dose"
+            name, text = (
+                ("daily_dose", rx.daily_dose)
+                if period is None
+                else (f"flex[{i}].dose", rx.flex[i].dose)
+            )
             raise InputError(
                 name,
-                f"{format_number(round(step.rate_ml_h * 24, 6))} mL/day",
-                f"must be {lo_rate * 24:g} to {hi_rate * 24:g} mL/day (pump range)",
+                text,
+                f"needs {format_number(round(step.rate_ml_h * 24, 6))} mL/day at "
+                f"{conc.text}; the pump delivers {lo_rate * 24:g} to {hi_rate * 24:g} mL/day",
             )
     if period is None:
         daily = worst = steps[0].rate_ml_h * 24.0 * conc.per_ml
@@ -535,13 +576,19 @@ def _nominal_s(cp: CompiledPrescription, i: int) -> float:
 
 
 def _pca(cp: CompiledPrescription) -> PcaSettings | None:
+    """PTM settings for the engine: the bolus, its lockout and the count per 24 h.
+
+    No amount limit goes to the engine: it would pause the whole channel when reached,
+    and an implant must never stop its basal for a PTM limit (abrupt intrathecal baclofen
+    withdrawal is itself dangerous). The amount per 24 h is held by the prescription check
+    and by :meth:`IntrathecalPump.ptm`, which denies a bolus that would exceed it.
+    """
     if cp.ptm is None:
         return None
     return PcaSettings(
         demand_ml=cp.ptm.demand_ml,
         lockout_s=cp.ptm.lockout_s,
         bolus_rate_ml_h=cp.ptm.rate_ml_h,
-        limits=((DAY_S, cp.max_daily_amount * (1 + ENGINE_LIMIT_HEADROOM)),),
         max_demands=cp.ptm.max_per_day,
         max_demands_window_s=DAY_S,
     )
@@ -664,8 +711,9 @@ def implant_battery(charge_fraction: float = 1.0) -> Battery:
     """An implant battery calibrated to 7 years at no flow and 5 years at 1 mL/day.
 
     Capacity = idle current x 7 years; the motor term makes 1 mL/day last 5 years. The
-    engine's own low/depleted run-time alarms are set to zero: the pump stops when the
-    battery is empty (end of service); the ERI comes from :class:`IntrathecalPump`.
+    engine's own low/depleted run-time alarms are switched off (a negative run time is
+    never reached; an implant cannot be put on mains): the ERI and the end of service come
+    from :class:`IntrathecalPump`, the pump stopping when the battery is empty.
     """
     if not (math.isfinite(charge_fraction) and 0.0 < charge_fraction <= 1.0):
         raise InputError("charge_fraction", charge_fraction, "must be in (0, 1]")
@@ -677,8 +725,8 @@ def implant_battery(charge_fraction: float = 1.0) -> Battery:
         charge_mah=capacity * charge_fraction,
         idle_ma=IMPLANT_IDLE_MA,
         motor_ma_per_ml_h=motor,
-        low_runtime_s=0.0,
-        depleted_runtime_s=0.0,
+        low_runtime_s=NEVER_RUNTIME_S,
+        depleted_runtime_s=NEVER_RUNTIME_S,
     )
 
 
@@ -687,6 +735,8 @@ def implant_battery(charge_fraction: float = 1.0) -> Battery:
 
 @dataclass(frozen=True, slots=True)
 class PtmActivation:
+    """One press of the personal therapy manager (pump seconds) and its outcome."""
+
     t_s: float
     granted: bool
     reason: str
@@ -706,6 +756,9 @@ class BridgeBolus:
 
 @dataclass(frozen=True, slots=True)
 class RefillResult:
+    """A refill (mL): residual expected and found (drained), drug added, found minus
+    expected, the tolerance it was judged against, the reservoir afterwards."""
+
     expected_ml: float
     found_ml: float
     added_ml: float
@@ -713,6 +766,8 @@ class RefillResult:
     leak_suspected: bool
     reservoir_ml: float
     bridge: BridgeBolus | None
+    tolerance_ml: float = 0.0
+    t_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -746,7 +801,18 @@ class _Bridge:
 class _Fill:
     starts_ml: float  # cumulative pumped volume at which this drug reaches the catheter tip
     per_ml: float
-    label: str
+    label: str  # concentration as written
+    drug: str
+
+
+@dataclass(frozen=True, slots=True)
+class FillDelivery:
+    """What one fill (drug and concentration) delivered at the catheter tip."""
+
+    drug: str
+    concentration: str
+    volume_ml: float
+    amount: float  # canonical (mg, units, ...)
 
 
 class IntrathecalPump:
@@ -766,13 +832,15 @@ class IntrathecalPump:
         care_area: CareArea | None = None,
         override_reason: str | None = None,
         serial: str = "IT-0001",
+        fill_ml: float | None = None,
     ) -> None:
+        """``fill_ml``: drug in the reservoir at the start (default: full)."""
         self.mechanism = implant(_positive_finite("reservoir_ml", prescription.reservoir_ml))
         self.clock = clock or PumpClock()
         catheter = _positive_finite("catheter_cm", catheter_cm)
         pathway = _positive_finite("pump_pathway_ml", pump_pathway_ml)
         self.dead_volume_ml = pathway + catheter * CATHETER_ML_PER_CM
-        self.horizon_days = horizon_days
+        self.horizon_days = _positive_finite("horizon_days", horizon_days)
         self._library = (entry, patient, care_area)
         self.rx = compile_prescription(
             prescription,
@@ -787,12 +855,25 @@ class IntrathecalPump:
             settings=[ChannelSettings(reservoir_low_ml=prescription.low_reservoir_ml)],
             battery=battery or implant_battery(),
             serial=serial,
+            listener=self._on_record,
         )
+        if fill_ml is not None:
+            fill = _positive_finite("fill_ml", fill_ml)
+            capacity = self.mechanism.reservoir_ml or math.inf
+            if fill > capacity + 1e-9:
+                raise InputError("fill_ml", fill_ml, f"overfills the {capacity:g} mL reservoir")
+            self.channel.reservoir_ml = fill
         self.ptm_log: list[PtmActivation] = []
+        self.refills: list[RefillResult] = []
         self._bridge: _Bridge | None = None
-        self._fills = [_Fill(0.0, self.rx.concentration.per_ml, self.rx.concentration.text)]
+        self._fills = [
+            _Fill(0.0, self.rx.concentration.per_ml, self.rx.concentration.text, self.rx.drug.name)
+        ]
         self._loaded_at: float | None = None
         self._next_check = SERVICE_CHECK_S
+        # (pump s, mL pumped) at every engine event of the last 24 h: the volume pumped is
+        # piecewise linear between them, which gives the amount of any trailing window.
+        self._trace: deque[tuple[float, float]] = deque([(self.t_s, 0.0)])
         self._load(self.rx)
 
     # ---- reading ----------------------------------------------------------------------------
@@ -821,17 +902,61 @@ class IntrathecalPump:
     def reservoir_ml(self) -> float:
         return self.channel.reservoir_ml or 0.0
 
-    def delivered_amount(self) -> float:
-        """Canonical drug amount that has left the catheter tip (old drug first after a
-        change of concentration, for one dead volume)."""
-        pumped = self.channel.ideal_ml
+    def _amount_in(self, v0: float, v1: float, drug: str | None = None) -> float:
+        """Canonical amount leaving the catheter tip while the pumped volume goes from
+        ``v0`` to ``v1`` mL (of ``drug`` only, when given)."""
+        key = drug.strip().casefold() if drug is not None else None
         total = 0.0
         for i, fill in enumerate(self._fills):
             end = self._fills[i + 1].starts_ml if i + 1 < len(self._fills) else math.inf
-            lo, hi = fill.starts_ml, min(end, pumped)
-            if hi > lo:
+            lo, hi = max(v0, fill.starts_ml), min(v1, end)
+            if hi > lo and (key is None or fill.drug.casefold() == key):
                 total += (hi - lo) * fill.per_ml
         return total
+
+    def deliveries(self) -> list[FillDelivery]:
+        """What each fill delivered at the catheter tip: after a change of drug or
+        concentration the old drug keeps arriving for one dead volume."""
+        pumped = self.channel.ideal_ml
+        out = []
+        for i, fill in enumerate(self._fills):
+            end = self._fills[i + 1].starts_ml if i + 1 < len(self._fills) else math.inf
+            volume = max(0.0, min(end, pumped) - fill.starts_ml)
+            out.append(FillDelivery(fill.drug, fill.label, volume, volume * fill.per_ml))
+        return out
+
+    def delivered_amount(self, drug: str | None = None) -> float:
+        """Canonical drug amount that has left the catheter tip (of ``drug`` only, when
+        given; amounts of different drugs are not meant to be added)."""
+        return self._amount_in(0.0, self.channel.ideal_ml, drug)
+
+    def _pumped_at(self, t: float) -> float:
+        """mL pumped at pump time ``t`` within the last 24 h (linear between events)."""
+        trace = self._trace
+        if t <= trace[0][0]:
+            return trace[0][1]
+        i = bisect.bisect_right([p[0] for p in trace], t) - 1
+        if i >= len(trace) - 1:
+            return trace[-1][1]
+        (t0, v0), (t1, v1) = trace[i], trace[i + 1]
+        return v0 + (v1 - v0) * (t - t0) / (t1 - t0)
+
+    def trailing_amount(self, window_s: float = DAY_S) -> float:
+        """Canonical amount of the current drug delivered in the last ``window_s``
+        (at most 24 h), basal and PTM boluses together."""
+        t = self.t_s
+        start = self._pumped_at(t - min(window_s, DAY_S))
+        return self._amount_in(start, self.channel.ideal_ml, self.rx.drug.name)
+
+    def _note(self) -> None:
+        t, pumped = self.t_s, self.channel.ideal_ml
+        trace = self._trace
+        if trace[-1][0] >= t:
+            trace[-1] = (t, pumped)
+        else:
+            trace.append((t, pumped))
+        while len(trace) > 2 and trace[1][0] <= t - DAY_S:
+            trace.popleft()
 
     def status(self) -> dict[str, Any]:
         rx = self.rx
@@ -851,8 +976,11 @@ class IntrathecalPump:
     # ---- commands ---------------------------------------------------------------------------
 
     def _load(self, cp: CompiledPrescription) -> None:
+        """Enter ``cp`` placed on the clock from now (an entered, unstarted program is
+        discarded first: the engine loads only over a stopped or paused program)."""
         plan = compile_plan(cp, self.clock, self.t_s, self.mechanism, self.horizon_days)
-        self.channel.settings.reservoir_low_ml = cp.rx.low_reservoir_ml
+        if self.channel.state is State.PROGRAMMING:
+            self.device.stop(0)
         info: dict[str, Any] = {
             "drug": cp.drug.name,
             "concentration": cp.concentration.text,
@@ -864,6 +992,7 @@ class IntrathecalPump:
         if cp.override is not None:
             info["override_reason"] = cp.override.reason
         self.device.program(0, plan, **info)
+        self.channel.settings.reservoir_low_ml = cp.rx.low_reservoir_ml
         self._loaded_at = self.t_s
 
     def start(self) -> None:
@@ -881,16 +1010,6 @@ class IntrathecalPump:
             raise InputError(
                 "reservoir_ml", prescription.reservoir_ml, "is fixed by the implanted pump"
             )
-        new_conc = parse_concentration(prescription.concentration)
-        if (
-            not new_conc.same_strength(self.rx.concentration)
-            or prescription.drug != self.rx.rx.drug
-        ):
-            raise InputError(
-                "concentration",
-                prescription.concentration,
-                "a new drug or concentration needs a refill",
-            )
         if self.bridging:
             raise InputError("prescription", "", "wait until the bridge bolus has finished")
         entry, patient, area = self._library
@@ -902,20 +1021,28 @@ class IntrathecalPump:
             care_area=area,
             override_reason=override_reason,
         )
+        if not _same_drug(cp.drug.name, self.rx.drug.name):
+            raise InputError("drug", prescription.drug, "a new drug needs a refill")
+        if not cp.concentration.same_strength(self.rx.concentration):
+            raise InputError(
+                "concentration", prescription.concentration, "a new concentration needs a refill"
+            )
         running = self.channel.state in (State.RUNNING, State.BOLUS)
         if running:
             self.device.pause(0)
+        self._load(cp)  # may be refused (e.g. during an alarm): the old program stays
         self.rx = cp
-        self._load(cp)
         if running:
             self.device.start(0)
 
     def ptm(self) -> PtmActivation:
         """The patient presses the PTM: a bolus is granted or denied with a reason.
 
-        The engine checks its lockout, the 24-hour amount and count within one program;
-        this wrapper also keeps the lockout across reprogramming (a refill or a new
-        prescription starts a new program, and the engine's lockout starts afresh).
+        Denied: no PTM prescribed, the pump stopped, a bridge bolus running, the lockout
+        since the last granted bolus, ``max_per_day`` bolus already granted in the last
+        24 h, or a bolus that would take the last 24 h over the maximum daily dose; all
+        of them whatever program (refill, reprogramming) the earlier bolus came from. The
+        engine then checks its own lockout and count. Every press is an event.
         """
         t = self.t_s
         reason = self._ptm_denial(t)
@@ -924,6 +1051,7 @@ class IntrathecalPump:
             reason = "granted" if granted else self.channel.pca_history[-1].reason
         else:
             granted = False
+            self.channel.emit(t, Event.PCA_DENIED.value, {"reason": reason})
         activation = PtmActivation(t, granted, reason)
         self.ptm_log.append(activation)
         return activation
@@ -932,6 +1060,8 @@ class IntrathecalPump:
         ptm = self.rx.ptm
         if ptm is None:
             return "no PTM prescribed"
+        if not self.device.powered:
+            return "pump stopped (end of service)"
         if self.bridging:
             return "bridge bolus in progress"
         grants = [a.t_s for a in self.ptm_log if a.granted]
@@ -939,6 +1069,8 @@ class IntrathecalPump:
             return "lockout"
         if sum(1 for g in grants if t - g < DAY_S) >= ptm.max_per_day:
             return "demand count limit"
+        if self.trailing_amount() + ptm.amount > self.rx.max_daily_amount * (1 + 1e-9):
+            return "24-hour limit"
         return None
 
     def refill(
@@ -947,34 +1079,39 @@ class IntrathecalPump:
         added_ml: float,
         concentration: str | None = None,
         *,
+        drug: str | None = None,
         prescription: IntrathecalPrescription | None = None,
         override_reason: str | None = None,
     ) -> RefillResult:
-        """Empty and refill the reservoir.
+        """Drain the reservoir and fill it again.
 
-        ``found_ml`` is what the clinician withdrew, compared with the volume the pump
-        expected (a difference over 2 mL or 20 % raises LEAK_SUSPECTED: a leak, a catheter
-        problem or a pump fault). With a new ``concentration`` (or a new ``prescription``
-        of another strength) the old drug still in the pump pathway and catheter is pushed
-        out first at the old rate (bridge bolus), then the new program starts. Everything
-        is validated before anything changes.
+        ``found_ml`` is the residual the clinician drained (and discards), compared with
+        the volume the pump expected: a difference over the tolerance (1 mL in a 20 mL
+        pump, 2 mL in a 40 mL pump) raises LEAK_SUSPECTED, a sign of a leak, a catheter
+        problem or a pump fault. ``added_ml`` is the new drug injected: the reservoir then
+        holds ``added_ml``. With a new ``concentration`` or ``drug`` (or a ``prescription``
+        of another drug or strength) the old drug still in the pump pathway and catheter is
+        pushed out first at the old rate (bridge bolus), then the new program starts.
+        Everything is validated before anything changes.
         """
         found = _nonnegative("found_ml", found_ml)
         added = _positive_finite("added_ml", added_ml)
         capacity = self.mechanism.reservoir_ml or math.inf
-        if found + added > capacity + 1e-9:
+        if found > capacity + 1e-9:
             raise InputError(
-                "added_ml",
-                added_ml,
-                f"found {found:g} + added {added:g} mL overfills the {capacity:g} mL reservoir",
+                "found_ml", found_ml, f"is more than the {capacity:g} mL reservoir holds"
             )
+        if added > capacity + 1e-9:
+            raise InputError("added_ml", added_ml, f"overfills the {capacity:g} mL reservoir")
         if self.bridging:
             raise InputError("refill", "", "wait until the bridge bolus has finished")
         new_cp: CompiledPrescription | None = None
-        if prescription is not None or concentration is not None:
+        if prescription is not None or concentration is not None or drug is not None:
             base = prescription or self.rx.rx
             if concentration is not None:
                 base = replace(base, concentration=concentration)
+            if drug is not None:
+                base = replace(base, drug=drug)
             if base.reservoir_ml != self.rx.rx.reservoir_ml:
                 raise InputError(
                     "reservoir_ml", base.reservoir_ml, "is fixed by the implanted pump"
@@ -989,32 +1126,67 @@ class IntrathecalPump:
                 override_reason=override_reason,
             )
         ch = self.channel
+        board = self.device.board
+        blocking = [
+            a.alarm.code
+            for a in board.active(0)
+            if a.condition and a.alarm.stops_flow and a.alarm is not Alarm.RESERVOIR_EMPTY
+        ]
+        if new_cp is not None and blocking:
+            raise InputError(
+                "refill",
+                ", ".join(blocking),
+                "clear this alarm before changing the drug or the prescription",
+            )
+        changed = new_cp is not None and (
+            not new_cp.concentration.same_strength(self.rx.concentration)
+            or not _same_drug(new_cp.drug.name, self.rx.drug.name)
+        )
+        started = ch.state not in (State.IDLE, State.PROGRAMMING, State.STANDBY)
         old_plan = ch.plan
         old_rate = old_plan.steps[ch.step_i].rate_ml_h if old_plan is not None else 0.0
-        was_delivering = ch.state in (State.RUNNING, State.BOLUS, State.DELAYED, State.KVO)
-        if was_delivering:
+        if ch.state in (State.RUNNING, State.BOLUS, State.DELAYED, State.KVO):
             self.device.pause(0)
+        t = self.t_s
         expected = ch.reservoir_ml or 0.0
-        difference = ch.refill(self.t_s, found, added)
-        leak = self.device.board.is_active(Alarm.LEAK_SUSPECTED, 0)
-        bridge: BridgeBolus | None = None
-        changed = new_cp is not None and not new_cp.concentration.same_strength(
-            self.rx.concentration
+        difference = found - expected
+        tolerance = REFILL_TOLERANCE_PER_ML * capacity
+        leak = abs(difference) > tolerance + 1e-9
+
+        def act() -> None:
+            ch.clear_condition(Alarm.LEAK_SUSPECTED, t)  # the previous refill's finding
+            ch.refill(t, found, added)
+            ch.reservoir_ml = added  # the residual was drained and discarded
+            if leak:
+                ch.alarm(Alarm.LEAK_SUSPECTED, t, difference_ml=difference, tolerance_ml=tolerance)
+
+        self.device._command(
+            "refill", 0, {"found_ml": found, "added_ml": added, "expected_ml": expected}, act
         )
-        if new_cp is not None and changed and old_rate > 0:
+        bridge: BridgeBolus | None = None
+        if new_cp is not None and changed and started and old_rate > 0:
             bridge = self._start_bridge(new_cp, old_rate)
         elif new_cp is not None:
-            if changed:  # no old program: nothing to bridge
+            if changed:  # nothing was flowing: no old drug to push out first
                 self._fills.append(
-                    _Fill(ch.ideal_ml, new_cp.concentration.per_ml, new_cp.concentration.text)
+                    _Fill(
+                        ch.ideal_ml,
+                        new_cp.concentration.per_ml,
+                        new_cp.concentration.text,
+                        new_cp.drug.name,
+                    )
                 )
-            self.rx = new_cp
             self._load(new_cp)
-            if was_delivering or old_plan is not None:
+            self.rx = new_cp
+            if started:
                 self.device.start(0)
-        elif was_delivering or ch.state is State.PAUSED:
+        elif started and ch.state is State.PAUSED:
             self._restart_same()
-        return RefillResult(expected, found, added, difference, leak, self.reservoir_ml, bridge)
+        result = RefillResult(
+            expected, found, added, difference, leak, self.reservoir_ml, bridge, tolerance, t
+        )
+        self.refills.append(result)
+        return result
 
     def _restart_same(self) -> None:
         """Resume after a refill. A flex plan is re-placed on the clock: the engine's
@@ -1053,6 +1225,7 @@ class IntrathecalPump:
                 self.channel.ideal_ml + volume,
                 new_cp.concentration.per_ml,
                 new_cp.concentration.text,
+                new_cp.drug.name,
             )
         )
         info = BridgeBolus(
@@ -1070,32 +1243,36 @@ class IntrathecalPump:
         self._load(new_cp)
         self.device.start(0)
 
+    def _on_record(self, record: Record) -> None:
+        """The battery is empty: the pump has stopped for good (end of service)."""
+        if record.kind == Event.POWER.value and record.data.get("state") == "off":
+            self.channel.alarm(Alarm.END_OF_SERVICE, record.t_s, reason=record.data.get("reason"))
+
     # ---- time -------------------------------------------------------------------------------
 
     def advance_to(self, t_s: float) -> None:
-        """Run the pump to pump time ``t_s``: switch after a bridge bolus the moment it ends,
-        and re-project the battery once a day (raising the ERI)."""
+        """Run the pump to pump time ``t_s``, engine event by engine event: switch after a
+        bridge bolus the moment it ends, and re-project the battery once a day (raising the
+        ERI). Always advance the pump here, not its device: the 24-hour accounting of the
+        PTM limit follows these steps."""
         dev = self.device
+        if isinstance(t_s, bool) or not isinstance(t_s, int | float):
+            raise InputError("t_s", t_s, "must be a number of seconds")
         if not math.isfinite(t_s) or t_s < dev.t_s:
             raise InputError("t_s", t_s, f"must be finite and not before the pump's time {dev.t_s}")
         stalls = 0
         while dev.t_s < t_s:
-            stop = min(t_s, self._next_check)
-            if self._bridge is not None:
-                nxt = dev.next_event_s()
-                if nxt <= stop:
-                    before = dev.t_s
-                    dev.advance_to(nxt)
-                    if self.channel.state is State.COMPLETE:
-                        self._finish_bridge()
-                    stalls = stalls + 1 if dev.t_s <= before else 0
-                    if stalls > 1000:  # pragma: no cover - engine guard
-                        raise RuntimeError(f"bridge bolus made no progress at t={dev.t_s}")
-                    continue
-            dev.advance_to(stop)
+            before = dev.t_s
+            dev.advance_to(max(before, min(t_s, self._next_check, dev.next_event_s())))
+            self._note()
+            if self._bridge is not None and self.channel.state is State.COMPLETE:
+                self._finish_bridge()
             if dev.t_s >= self._next_check - EPS_S:
                 self._service_check()
                 self._next_check = dev.t_s + SERVICE_CHECK_S
+            stalls = stalls + 1 if dev.t_s <= before else 0
+            if stalls > 1000:  # pragma: no cover - engine guard
+                raise RuntimeError(f"the pump made no progress at t={dev.t_s}")
 
     def advance_days(self, days: float) -> None:
         self.advance_to(self.t_s + days * DAY_S)
@@ -1169,6 +1346,10 @@ class IntrathecalPump:
             )
 
 
+def _same_drug(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
 def _nonnegative(field_name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InputError(field_name, value, "must be a number")
@@ -1184,6 +1365,7 @@ __all__ = [
     "PUMP_PATHWAY_ML",
     "BridgeBolus",
     "CompiledPrescription",
+    "FillDelivery",
     "FlexStep",
     "Forecast",
     "IntrathecalPrescription",
