@@ -15,8 +15,18 @@ Choices, stated once:
   the increment: a driver rounds down, never up.
 - **IOB is net of the scheduled basal** (like oref0): insulin delivered minus insulin the
   basal schedule would have delivered, so it is negative after a suspension. The undelivered
-  remainder of a running bolus counts as fully on board. Safety caps (max IOB, the bolus
-  wizard) use ``max(IOB, 0)``: a negative IOB never increases a bolus.
+  remainder of a running bolus counts as fully on board. The bolus wizard subtracts
+  ``max(IOB, 0)``: a negative IOB never increases a bolus.
+- **Max IOB bounds the net IOB at all future times**, not only at the moment of a command.
+  Boluses and temp basals are checked against the *committed* IOB
+  (:meth:`InsulinPump.committed_iob`): the on-board part of what was delivered ABOVE the
+  schedule (a deficit from a suspension or low temp is ignored, since it wears off and
+  would let the net IOB rise again later), plus undelivered boluses, plus what a running
+  temp basal will still give above the schedule. Only boluses and temp basals add to it,
+  and it only decays between commands, so the net IOB can never pass max IOB (oref0 caps
+  its insulin requests at max IOB in the same spirit, AID_REFERENCE.md §2.3). This holds
+  within the compiled basal horizon (:func:`basal_plan`), where delivery follows the
+  schedule exactly.
 - **Suspend cancels boluses and a temp basal** (the engine never resumes an interrupted
   bolus, RELIABILITY B-15); resume re-compiles the basal schedule from the local clock, so
   the schedule stays on time of day however long the suspension was.
@@ -25,6 +35,7 @@ Choices, stated once:
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -302,6 +313,7 @@ class DeliveryKind(StrEnum):
     BOLUS = "bolus"
     EXTENDED = "extended"
     SCHEDULED = "scheduled"  # what the basal schedule prescribes (the reference for net IOB)
+    EXCESS = "excess"  # delivered above the schedule (the committed IOB of max IOB checks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +374,37 @@ def iob_total(history: Iterable[Delivery], now_s: float, dia_h: float, peak_min:
     """
     c = _curve(dia_h, peak_min)
     return sum(_piece_iob(c, d, now_s) for d in history)
+
+
+def units_within(pieces: Iterable[Delivery], t0: float, t1: float) -> float:
+    """Units (U) of ``pieces`` delivered within [t0, t1) (pump s), each spread evenly."""
+    total = 0.0
+    for d in pieces:
+        span = d.end_s - d.start_s
+        if span <= 0:
+            total += d.units if t0 <= d.start_s < t1 else 0.0
+            continue
+        overlap = min(d.end_s, t1) - max(d.start_s, t0)
+        if overlap > 0:
+            total += d.units * overlap / span
+    return total
+
+
+def excess_over(
+    delivered: Sequence[Delivery], reference: Sequence[Delivery], t0: float, t1: float
+) -> list[Delivery]:
+    """The positive part of ``delivered`` minus ``reference`` over [t0, t1), as EXCESS
+    pieces of constant rate (between any two piece boundaries both rates are constant)."""
+    cuts = {t0, t1}
+    for d in (*delivered, *reference):
+        cuts.update(x for x in (d.start_s, d.end_s) if t0 < x < t1)
+    out: list[Delivery] = []
+    ordered = sorted(cuts)
+    for a, b in itertools.pairwise(ordered):
+        net = units_within(delivered, a, b) - units_within(reference, a, b)
+        if net > 1e-12:
+            out.append(Delivery(a, b, net, DeliveryKind.EXCESS))
+    return out
 
 
 def activity_total(
@@ -504,16 +547,26 @@ class BolusRecommendation:
 
 
 def bolus_calculator(
-    settings: InsulinSettings, bg_mg_dl: float, carbs_g: float, iob_units: float
+    settings: InsulinSettings,
+    bg_mg_dl: float,
+    carbs_g: float,
+    iob_units: float,
+    *,
+    committed_units: float | None = None,
 ) -> BolusRecommendation:
     """Standard pump bolus wizard: carbs / carb ratio + correction - IOB.
 
     The correction brings BG to the target range: (BG - high) / ISF above it, (BG - low) /
     ISF (negative) below it, 0 within it. IOB subtracted is ``max(iob_units, 0)``. The
     result is never negative, is rounded DOWN to the pulse size, and is capped at max bolus
-    and at max IOB - IOB, each cap with its reason.
+    and at max IOB - ``committed_units`` (U; default ``max(iob_units, 0)``, the pump passes
+    :meth:`InsulinPump.committed_iob`), each cap with its reason.
     """
     _check_wizard_inputs(bg_mg_dl, carbs_g, iob_units)
+    if committed_units is not None:
+        problems = _in_range("committed_units", committed_units, 0.0, 200.0, "U")
+        if problems:
+            raise problems[0]
     s = settings
     reasons: list[str] = []
     carb = carbs_g / s.carb_ratio_g_per_unit
@@ -526,13 +579,14 @@ def bolus_calculator(
     units = _cap(
         s, units, s.max_bolus_units, f"capped at max bolus {s.max_bolus_units:g} U", reasons
     )
-    room = floor_to(s.max_iob_units - on_board, s.pulse_units)
+    committed = on_board if committed_units is None else committed_units
+    room = floor_to(s.max_iob_units - committed, s.pulse_units)
     units = _cap(
         s,
         units,
         room,
         f"capped at {room:g} U so IOB stays within max IOB "
-        f"{s.max_iob_units:g} U (IOB {on_board:.2f} U)",
+        f"{s.max_iob_units:g} U (committed IOB {committed:.2f} U)",
         reasons,
     )
     return BolusRecommendation(carb, correction, on_board, calculated, units, tuple(reasons))
@@ -653,8 +707,14 @@ class InsulinPump:
         suspend_reminder_s: float = 1800.0,
         horizon_s: float = DEFAULT_HORIZON_S,
     ) -> None:
-        if _bad_number(bolus_rate_units_min) or not 0.1 <= bolus_rate_units_min <= 5.0:
-            raise InputError("bolus_rate_units_min", bolus_rate_units_min, "must be 0.1 to 5 U/min")
+        problems = _in_range("reservoir_units", reservoir_units, 1.0, 2000.0, "U")
+        problems += _in_range("units_per_ml", units_per_ml, 1.0, 1000.0, "U/mL")
+        problems += _in_range("pulse_units", pulse_units, 0.001, 1.0, "U")
+        problems += _in_range("bolus_rate_units_min", bolus_rate_units_min, 0.1, 5.0, "U/min")
+        problems += _in_range("reservoir_low_units", reservoir_low_units, 0.0, 2000.0, "U")
+        problems += _in_range("suspend_reminder_s", suspend_reminder_s, 60.0, 86_400.0, "s")
+        if problems:
+            raise InputErrors("insulin pump", problems)
         self.units_per_ml = units_per_ml
         self.pulse_units = pulse_units
         self.bolus_rate_units_min = bolus_rate_units_min
@@ -716,6 +776,7 @@ class InsulinPump:
         for d in self._history:
             out[d.kind] += d.units
         out.pop(DeliveryKind.SCHEDULED)
+        out.pop(DeliveryKind.EXCESS)
         return out
 
     def scheduled_rate_units_h(self, t_s: float | None = None) -> float:
@@ -740,6 +801,33 @@ class InsulinPump:
         scheduled = iob_total(self._scheduled(t, settings), t, dia, peak)
         pending = self._pending_units() if t >= self.now - _TOL else 0.0
         return delivered - scheduled + pending
+
+    def committed_iob(self) -> float:
+        """The most the net IOB (U) can reach from now on without a new command.
+
+        The on-board part of the insulin delivered above the basal schedule over the last
+        DIA (a deficit is ignored: it wears off), plus the undelivered part of running
+        boluses, plus what a running temp basal will still give above the schedule. Max IOB
+        is checked against it (see the module docstring); it is never below :meth:`iob`.
+        """
+        settings, _ = self._require_started()
+        t = self.now
+        delivered = self._recent(self._history, t, settings)
+        excess = excess_over(delivered, self._scheduled(t, settings), t - settings.dia_h * 3600, t)
+        on_board = iob_total(excess, t, settings.dia_h, settings.peak_min)
+        return on_board + self._pending_units() + self._temp_extra_units()
+
+    def bolus_room_units(self) -> float:
+        """Largest bolus (U, whole pulses) max IOB allows now (max bolus not applied)."""
+        settings, _ = self._require_started()
+        return floor_to(settings.max_iob_units - self.committed_iob(), settings.pulse_units)
+
+    def recommend(self, bg_mg_dl: float, carbs_g: float) -> BolusRecommendation:
+        """The bolus wizard (:func:`bolus_calculator`) on this pump's IOB and limits."""
+        settings, _ = self._require_started()
+        return bolus_calculator(
+            settings, bg_mg_dl, carbs_g, self.iob(), committed_units=self.committed_iob()
+        )
 
     # ---- time ----------------------------------------------------------------------------
 
@@ -849,6 +937,8 @@ class InsulinPump:
         if problems:
             raise problems[0]
         self._require_state({State.RUNNING}, "temp_basal")
+        given = ("percent", percent) if percent is not None else ("units_h", rate)
+        self._check_temp_iob(settings, rate, minutes, *given)
         self._observe()
         if any(o.kind is OverlayKind.TEMP_BASAL for o in self.channel.overlays):
             self.channel.cancel_overlay(self.now, OverlayKind.TEMP_BASAL)
@@ -876,8 +966,8 @@ class InsulinPump:
         self._require_started()
         self._require_state({State.RUNNING, State.BOLUS}, "suspend")
         self._observe()
-        self.channel.cancel_overlay(self.now, OverlayKind.TEMP_BASAL)
         self.device.pause(0)
+        self.channel.cancel_overlay(self.now, OverlayKind.TEMP_BASAL)
         self._observe()
 
     def resume(self) -> None:
@@ -963,13 +1053,13 @@ class InsulinPump:
     def _check_bolus_limits(self, s: InsulinSettings, units: float) -> None:
         if units > s.max_bolus_units * (1 + _TOL):
             raise InputError("units", units, f"is above max bolus {s.max_bolus_units:g} U")
-        on_board = max(self.iob(), 0.0)
-        if on_board + units > s.max_iob_units + 1e-9:
-            room = floor_to(s.max_iob_units - on_board, s.pulse_units)
+        committed = self.committed_iob()
+        room = floor_to(s.max_iob_units - committed, s.pulse_units)
+        if units > room + 1e-9:
             raise InputError(
                 "units",
                 units,
-                f"would take IOB ({on_board:.2f} U) above max IOB "
+                f"would take IOB (committed {committed:.2f} U) above max IOB "
                 f"{s.max_iob_units:g} U; at most {room:g} U now",
             )
         if units > self.reservoir_units + 1e-9:
@@ -1003,8 +1093,9 @@ class InsulinPump:
             for problem in _increment_problems("units_h", rate, s.basal_increment_units_h):
                 raise problem
         if rate > s.max_basal_units_h * (1 + _TOL):
+            name, value = ("percent", percent) if percent is not None else ("units_h", rate)
             raise InputError(
-                "temp_basal", rate, f"U/h is above max basal {s.max_basal_units_h:g} U/h"
+                name, value, f"gives {rate:g} U/h, above max basal {s.max_basal_units_h:g} U/h"
             )
         if rate <= 0:
             raise CommandRejected(
@@ -1014,6 +1105,40 @@ class InsulinPump:
                 "engine (rates must be > 0): suspend the pump instead",
             )
         return rate
+
+    def _check_temp_iob(
+        self, s: InsulinSettings, rate: float, minutes: float, name: str, value: object
+    ) -> None:
+        """Refuse a temp basal whose insulin above the schedule would pass max IOB."""
+        extra = self._above_schedule(rate, self.now, self.now + minutes * 60.0)
+        if extra <= 1e-12:
+            return
+        committed = self.committed_iob() - self._temp_extra_units()  # a running temp is replaced
+        if committed + extra > s.max_iob_units + 1e-9:
+            raise InputError(
+                name,
+                value,
+                f"gives {rate:g} U/h, {extra:.2f} U above the basal schedule in {minutes:g} "
+                f"min; with committed IOB {committed:.2f} U that passes max IOB "
+                f"{s.max_iob_units:g} U",
+            )
+
+    def _above_schedule(self, rate_units_h: float, t0: float, t1: float) -> float:
+        """Units (U) a rate of ``rate_units_h`` gives above the current schedule over [t0, t1)."""
+        schedule = self._eras[-1][1]
+        segs = schedule.settings.segments
+        return sum(
+            max(rate_units_h - segs[i].units_h, 0.0) * (b - a) / 3600.0
+            for a, b, i in schedule.runs(t0, t1)
+        )
+
+    def _temp_extra_units(self) -> float:
+        """Units (U) the running temp basal will still give above the schedule."""
+        return sum(
+            self._above_schedule(o.rate_ml_h * self.units_per_ml, self.now, o.until_s)
+            for o in self.channel.overlays
+            if o.kind is OverlayKind.TEMP_BASAL and o.until_s is not None and o.until_s > self.now
+        )
 
     def _schedule_at(self, t_s: float) -> BasalSchedule:
         starts = [t for t, _ in self._eras]
