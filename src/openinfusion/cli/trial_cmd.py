@@ -1,0 +1,122 @@
+"""``openinfusion trial pk``: predicted plasma and effect-site concentrations of a schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+
+from openinfusion.cli._common import JsonOption, console, handle_errors, print_json
+from openinfusion.errors import InputError
+from openinfusion.patient import Patient
+from openinfusion.physiology.pk import (
+    Covariates,
+    ModelOptions,
+    build_model,
+    model_spec,
+    simulate,
+)
+from openinfusion.sim.pk_schedule import load_pk_schedule
+from openinfusion.units import format_number
+
+trial_app = typer.Typer(
+    help="In-silico trials: drug concentrations predicted by population PK models.",
+    no_args_is_help=True,
+)
+
+# A grid above a million points is a typing error in --step-s, not a request.
+MAX_GRID_POINTS = 1_000_000
+
+
+@trial_app.command("pk")
+@handle_errors
+def pk_cmd(
+    drug: str = typer.Option(
+        ...,
+        "--drug",
+        help="propofol, remifentanil, morphine, heparin, vancomycin or factor_viii.",
+    ),
+    schedule: Path = typer.Option(..., "--schedule", help="Schedule JSON (see docs/pk.md)."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Parameter set, e.g. marsh, marsh-modified, schnider, schnider-tpeak, eleveld, "
+        "eleveld-venous, minto, sarton, jia, al-sallami, goti, buelga, bjorkman.",
+    ),
+    age: str | None = typer.Option(None, "--age", help="Years, or e.g. '6 months'."),
+    weight: str | None = typer.Option(None, "--weight", help="With unit, e.g. '70 kg'."),
+    height: str | None = typer.Option(None, "--height", help="With unit, e.g. '170 cm'."),
+    sex: str | None = typer.Option(None, "--sex", help="m or f."),
+    serum_creatinine: str | None = typer.Option(
+        None, "--scr", help="Serum creatinine, e.g. '1.0 mg/dL' (vancomycin)."
+    ),
+    opioid: bool = typer.Option(False, "--opioid", help="Concomitant opioid (Eleveld propofol)."),
+    dialysis: bool = typer.Option(
+        False, "--dialysis", help="Intermittent haemodialysis (Goti vancomycin)."
+    ),
+    step_s: float = typer.Option(10.0, "--step-s", help="Output grid step in seconds."),
+    json_out: bool = JsonOption,
+) -> None:
+    """Cp and Ce on a regular grid for one patient and a bolus/infusion schedule."""
+    spec = model_spec(drug, model)
+    patient = Patient.from_text(
+        weight=weight, height=height, age=age, sex=sex, serum_creatinine=serum_creatinine
+    )
+    spec, pk = build_model(
+        spec.drug, spec.name, Covariates.from_patient(patient), ModelOptions(opioid, dialysis)
+    )
+    if not (np.isfinite(step_s) and step_s > 0):
+        raise InputError("step-s", step_s, "must be a number of seconds greater than 0")
+    plan = load_pk_schedule(schedule, spec, patient)
+    points = int(np.floor(plan.duration_s / step_s + 1e-9)) + 1
+    if points > MAX_GRID_POINTS:
+        raise InputError(
+            "step-s", step_s, f"gives {points} points over the schedule; the limit is 1000000"
+        )
+    grid = np.arange(points, dtype=np.float64) * step_s
+    result = simulate(pk, plan.schedule, grid)
+    cp = result.cp[0] * spec.concentration_scale
+    ce = result.ce[0] * spec.concentration_scale
+    unit = spec.concentration_unit
+    out: dict[str, Any] = {
+        "drug": spec.drug,
+        "model": spec.name,
+        "citation": spec.citation,
+        "options": {"opioid": opioid, "dialysis": dialysis},
+        "effect_site": pk.has_effect_site,
+        "patient": patient.as_dict(),
+        "parameters": {k: (v[0] if v else None) for k, v in pk.as_dict().items()},
+        "total_dose": {"value": plan.total_amount, "unit": plan.amount_unit},
+        "t_s": grid.tolist(),
+        "cp": cp.tolist(),
+        "ce": ce.tolist(),
+        "units": {"t": "s", "cp": unit, "ce": unit, "dose": plan.amount_unit},
+    }
+    if json_out:
+        print_json(out)
+        return
+    _print_summary(out, grid, cp, ce)
+
+
+def _print_summary(out: dict[str, Any], grid: np.ndarray[Any, Any], cp: Any, ce: Any) -> None:
+    unit = out["units"]["cp"]
+    dose = out["total_dose"]
+    console.print(f"{out['drug']} ({out['model']}: {out['citation']})")
+    console.print(f"total dose {format_number(round(dose['value'], 4))} {dose['unit']}")
+    i_cp, i_ce = int(np.argmax(cp)), int(np.argmax(ce))
+    console.print(
+        f"peak Cp {format_number(round(float(cp[i_cp]), 4))} {unit} at "
+        f"{format_number(round(grid[i_cp] / 60.0, 2))} min"
+    )
+    if out["effect_site"]:
+        console.print(
+            f"peak Ce {format_number(round(float(ce[i_ce]), 4))} {unit} at "
+            f"{format_number(round(grid[i_ce] / 60.0, 2))} min"
+        )
+    console.print(
+        f"at {format_number(round(grid[-1] / 60.0, 2))} min: Cp "
+        f"{format_number(round(float(cp[-1]), 4))} {unit}"
+        + (f", Ce {format_number(round(float(ce[-1]), 4))} {unit}" if out["effect_site"] else "")
+    )
