@@ -217,6 +217,20 @@ def scenario_from_data(data: Any) -> Scenario:
         raise InputErrors("scenario", problems) from None
     if scenario.program is None and not scenario.programs:
         raise InputError("program", "", "a scenario needs a program (or programs per channel)")
+    if scenario.program is not None and scenario.programs:
+        raise InputError("programs", "", "give one program, or programs per channel, not both")
+    seen: set[int] = set()
+    for i, spec in enumerate(scenario.programs):
+        if spec.channel in seen:
+            raise InputError(f"programs[{i}].channel", spec.channel, "is programmed twice")
+        seen.add(spec.channel)
+    for i, event in enumerate(scenario.events):
+        if event.channel >= scenario.pump.channels:
+            raise InputError(
+                f"events[{i}].channel",
+                event.channel,
+                f"the pump has {scenario.pump.channels} channel(s)",
+            )
     return scenario
 
 
@@ -417,7 +431,7 @@ class Run:
             elif e.type == "titrate":
                 rate, verdict = T.titration(
                     self.ctx,
-                    self.programmed[ch],
+                    self._programmed(ch),
                     dose=e.dose,
                     rate=e.rate,
                     override_reason=e.override_reason or self.override,
@@ -441,7 +455,9 @@ class Run:
                 d.secondary(ch, volume, rate, drug=e.drug, dose=e.dose)
             elif e.type in ("acknowledge", "silence"):
                 alarm = _alarm(e.code)
-                getattr(d, e.type)(ch, alarm)
+                # a device alarm (battery) is on no channel: act on it where it is
+                device_level = d.board.is_active(alarm, None) and not d.board.is_active(alarm, ch)
+                getattr(d, e.type)(None if device_level else ch, alarm)
             elif e.type == "refill":
                 found = parse_quantity(e.found or "0 mL", Kind.VOLUME, "refill.found")
                 added = parse_quantity(e.added or "0 mL", Kind.VOLUME, "refill.added")
@@ -463,9 +479,14 @@ class Run:
             reason = exc.message if isinstance(exc, InputError) else str(exc)
             d._emit(d.t_s, "rejected", {"command": e.type, "channel": ch, "reason": reason})
 
+    def _programmed(self, ch: int) -> T.Programmed:
+        if ch not in self.programmed:
+            raise InputError("channel", ch, "has no program")
+        return self.programmed[ch]
+
     def _bolus(self, e: EventSpec) -> None:
         d, ch = self.device, e.channel
-        programmed = self.programmed[ch]
+        programmed = self._programmed(ch)
         if e.dose is not None:
             volume, _ = T.bolus_volume(
                 self.ctx, programmed, e.dose, e.override_reason or self.override

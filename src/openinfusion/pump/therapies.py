@@ -85,16 +85,28 @@ def authorize(verdict: Verdict, override_reason: str | None) -> Override | None:
 # ---- helpers -----------------------------------------------------------------------------
 
 
+def _positive(text: str | None, kind: Kind, field_name: str) -> float | None:
+    """Parse a quantity that must be greater than zero (a zero duration would divide by
+    zero, a negative one would run backwards): the error names the field."""
+    if text is None:
+        return None
+    value = parse_quantity(text, kind, field_name)
+    if not value > 0:
+        raise InputError(field_name, text, "must be greater than zero")
+    return value
+
+
 def _duration_s(text: str | None, field_name: str) -> float | None:
-    return parse_quantity(text, Kind.DURATION, field_name) * 60.0 if text is not None else None
+    minutes = _positive(text, Kind.DURATION, field_name)
+    return minutes * 60.0 if minutes is not None else None
 
 
 def _volume_ml(text: str | None, field_name: str) -> float | None:
-    return parse_quantity(text, Kind.VOLUME, field_name) if text is not None else None
+    return _positive(text, Kind.VOLUME, field_name)
 
 
 def _rate_ml_h(text: str | None, field_name: str) -> float | None:
-    return parse_quantity(text, Kind.FLOW, field_name) if text is not None else None
+    return _positive(text, Kind.FLOW, field_name)
 
 
 def find_entry(ctx: Context, drug: str, therapy: str | None = None) -> DrugEntry:
@@ -119,6 +131,8 @@ def _concentration(entry: DrugEntry, text: str | None) -> Concentration | None:
         return concs[0]
     if parse_unit(entry).dimension is Dimension.VOLUME:
         return None
+    if not concs:
+        raise InputError("concentration", "", f"give the concentration for {entry.label}")
     raise InputError("concentration", "", "choose one of " + ", ".join(c.text for c in concs))
 
 
@@ -252,7 +266,7 @@ def continuous(
     loading_dose = parse_dose(loading, "loading") if loading else None
     program = Program(
         dose=parsed_dose,
-        rate_ml_h=rate_ml_h if parsed_dose is None else None,
+        rate_ml_h=rate_ml_h,  # with a dose too, DERS cross-checks them (tenfold errors)
         concentration=conc,
         loading=loading_dose,
         vtbi_ml=vtbi_ml,
@@ -331,7 +345,9 @@ def titration(
             authorize(verdict, override_reason)
         return rate_ml_h, verdict
     parsed = parse_dose(dose) if dose else None
-    rate_ml_h = _rate_ml_h(rate, "rate") if parsed is None else None
+    rate_ml_h = _rate_ml_h(rate, "rate")
+    if parsed is None and rate_ml_h is None:
+        raise InputError("titrate", "", "give the new dose or the new rate")
     program = Program(dose=parsed, rate_ml_h=rate_ml_h, concentration=programmed.concentration)
     verdict = check(program, programmed.entry, ctx.patient, ctx.care_area)
     authorize(verdict, override_reason)
@@ -389,6 +405,9 @@ def secondary_infusion(
     return volume, volume / (over_s / 3600.0), verdict
 
 
+_STEP_FIELDS = frozenset({"rate", "dose", "volume", "duration"})
+
+
 def multistep(
     ctx: Context,
     steps: list[dict[str, str]],
@@ -404,18 +423,32 @@ def multistep(
         raise InputError("steps", "[]", "a multistep program needs at least one step")
     compiled: list[Step] = []
     verdicts: list[Verdict] = []
+    override: Override | None = None
     first: Programmed | None = None
     for i, spec in enumerate(steps):
-        one = continuous(
-            ctx,
-            drug=drug,
-            concentration=concentration,
-            dose=spec.get("dose"),
-            rate=spec.get("rate"),
-            override_reason=override_reason,
-            kvo=kvo,
-        )
+        unknown = sorted(set(spec) - _STEP_FIELDS)
+        if unknown:
+            raise InputError(
+                f"steps[{i}].{unknown[0]}",
+                spec[unknown[0]],
+                "is not a step field (rate, dose, volume, duration)",
+            )
+        try:
+            one = continuous(
+                ctx,
+                drug=drug,
+                concentration=concentration,
+                dose=spec.get("dose"),
+                rate=spec.get("rate"),
+                override_reason=override_reason,
+                kvo=kvo,
+            )
+        except InputError as exc:
+            if type(exc) is not InputError:
+                raise
+            raise InputError(f"steps[{i}].{exc.field}", exc.value, exc.rule) from None
         first = first or one
+        override = override or one.override
         if one.verdict is not None:
             verdicts.append(one.verdict)
         volume = _volume_ml(spec.get("volume"), f"steps[{i}].volume")
@@ -442,7 +475,7 @@ def multistep(
     return Programmed(
         plan,
         worst,
-        first.override,
+        override,
         first.entry,
         first.concentration,
         first.dose_unit,
@@ -487,6 +520,7 @@ def ramp_taper(
         drug=drug,
         concentration=concentration,
         rate=f"{plateau_rate} mL/h",
+        vtbi=volume,
         override_reason=override_reason,
     )
     n = increments
@@ -613,7 +647,8 @@ def pca(
         raise InputError("concentration", "", "PCA needs a drug concentration")
     demand = parse_dose(demand_dose, "demand_dose")
     lockout_s = _duration_s(lockout, "lockout")
-    assert lockout_s is not None
+    bolus_rate_ml_h = _rate_ml_h(bolus_rate, "bolus_rate")
+    assert lockout_s is not None and bolus_rate_ml_h is not None
     basal_dose = parse_dose(basal, "basal") if basal else None
     if basal_dose is not None and basal_dose.value == 0:
         basal_dose = None
@@ -653,7 +688,7 @@ def pca(
         steps.append(
             Step(
                 StepKind.LOADING,
-                parse_quantity(bolus_rate, Kind.FLOW, "bolus_rate"),
+                bolus_rate_ml_h,
                 volume_ml=load_ml,
                 label="loading dose",
             )
@@ -663,7 +698,7 @@ def pca(
     settings = PcaSettings(
         demand_ml=demand_ml,
         lockout_s=lockout_s,
-        bolus_rate_ml_h=parse_quantity(bolus_rate, Kind.FLOW, "bolus_rate"),
+        bolus_rate_ml_h=bolus_rate_ml_h,
         limits=tuple((w, amount(d)) for w, d in ((3600.0, lim1), (14400.0, lim4)) if d is not None),
     )
     unit = parse_unit(entry)
