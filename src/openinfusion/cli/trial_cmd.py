@@ -120,3 +120,99 @@ def _print_summary(out: dict[str, Any], grid: np.ndarray[Any, Any], cp: Any, ce:
         f"{format_number(round(float(cp[-1]), 4))} {unit}"
         + (f", Ce {format_number(round(float(ce[-1]), 4))} {unit}" if out["effect_site"] else "")
     )
+
+
+@trial_app.command("glucose")
+@handle_errors
+def glucose_cmd(
+    patients: str = typer.Option(
+        ...,
+        "--patients",
+        help="Subjects (adult#001,child#003), a cohort (adults, adolescents, children, all) "
+        "or a repeated cohort (all*100).",
+    ),
+    scenario: Path = typer.Option(..., "--scenario", help="Scenario JSON/YAML (docs/trials.md)."),
+    controller: str = typer.Option(
+        "open-loop", "--controller", help="open-loop (the scenario's insulin) or a controller."
+    ),
+    no_sensor_noise: bool = typer.Option(False, "--no-sensor-noise", help="An exact CGM."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed for the sensor noise."),
+    engine: str = typer.Option("local", "--engine", help="local or ray."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Ray CPUs to use."),
+    report: Path | None = typer.Option(None, "--report", help="Write PNG and HTML reports here."),
+    metrics_only: bool = typer.Option(False, "--metrics-only", help="Leave the traces out."),
+    json_out: bool = JsonOption,
+) -> None:
+    """Run virtual T1D patients (UVA/Padova 2008) through a scenario; per-patient BG and
+    consensus metrics."""
+    from rich.progress import Progress
+
+    from openinfusion.sim.glucose_scenario import load_glucose_scenario
+    from openinfusion.sim.glucose_trial import resolve_patients, run_trial
+    from openinfusion.sim.metrics import cvga, glycaemic_metrics
+    from openinfusion.sim.report import write_glucose_report
+
+    names = resolve_patients(patients)
+    spec = load_glucose_scenario(scenario)
+    work = spec.minutes * len(names)
+    show = not json_out and work >= 500_000  # a progress bar only where a run takes a while
+    with Progress(transient=True, disable=not show, console=console) as bar:
+        task = bar.add_task("patient-minutes", total=spec.minutes)
+        result = run_trial(
+            names,
+            spec,
+            controller=controller,
+            sensor_noise=not no_sensor_noise,
+            seed=seed,
+            engine=engine,
+            workers=workers,
+            progress=lambda minutes: bar.advance(task, minutes),
+        )
+    pooled = glycaemic_metrics(result.bg_mg_dl.ravel()[None, :])[0]
+    out: dict[str, Any] = {
+        "scenario": str(scenario),
+        "controller": result.controller,
+        "seed": seed,
+        "engine": engine,
+        "minutes": spec.minutes,
+        "patients": [result.patient(i, traces=not metrics_only) for i in range(len(names))],
+        "summary": {"patients": len(names), **pooled},
+        "cvga": cvga(result.bg_mg_dl)["percent"],
+    }
+    if report is not None:
+        out["report"] = write_glucose_report(
+            report,
+            names,
+            result.bg_mg_dl,
+            title=f"{scenario.name} - {result.controller}",
+            metrics=result.metrics,
+        )
+    if json_out:
+        print_json(out)
+        return
+    _print_glucose(out)
+
+
+def _print_glucose(out: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{out['controller']}, {out['minutes']} min, seed {out['seed']}")
+    for col in ("patient", "TIR %", "TBR %", "TBR<54 %", "TAR %", "mean", "CV %", "LBGI", "HBGI"):
+        table.add_column(col, justify="right")
+    rows = [(p["name"], p["metrics"]) for p in out["patients"][:40]]
+    rows.append(("all", out["summary"]))
+    for name, m in rows:
+        table.add_row(
+            name,
+            *(
+                f"{m[k]:.1f}"
+                for k in ("tir_percent", "tbr_percent", "tbr2_percent", "tar_percent", "mean_mg_dl")
+            ),
+            f"{m['cv_percent']:.1f}",
+            f"{m['lbgi']:.2f}",
+            f"{m['hbgi']:.2f}",
+        )
+    console.print(table)
+    console.print("CVGA: " + ", ".join(f"{k} {v:.0f} %" for k, v in out["cvga"].items()))
+    if "report" in out:
+        console.print(f"report: {out['report']['html']}")
