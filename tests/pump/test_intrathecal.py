@@ -887,7 +887,12 @@ def test_granted_ptm_respects_lockout_count_and_daily_maximum(
     for g in granted:
         assert sum(1 for x in granted if g <= x < g + DAY_S) <= max_per_day
     for a in pump.ptm_log:
-        assert a.granted or a.reason in ("lockout", "demand count limit", "dose in progress")
+        assert a.granted or a.reason in (
+            "lockout",
+            "demand count limit",
+            "dose in progress",
+            "24-hour limit",
+        )
     assert _max_window(points, DAY_S) <= 8.0 * (1 + 1e-9)
     assert pump.channel.state is State.RUNNING
 

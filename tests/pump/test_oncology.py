@@ -518,14 +518,10 @@ def test_example_occlusion_at_home() -> None:
 
 
 def test_example_through_the_scenario_runner() -> None:
-    """Once scenario.py accepts ``therapy: regimen`` the example runs end to end there."""
+    """The example runs end to end through the scenario runner."""
     from openinfusion.pump import scenario
 
-    data = load_example("oncology-mfolfox6.json")
-    try:
-        loaded = scenario.scenario_from_data(data)
-    except InputError:
-        pytest.skip("scenario.py does not accept therapy 'regimen' yet")
+    loaded = scenario.scenario_from_data(load_example("oncology-mfolfox6.json"))
     report = scenario.run_scenario(loaded)
     assert report["delivered_dose"]["value"] == pytest.approx(4425.0)
     assert report["regimen"]["complete"] is True

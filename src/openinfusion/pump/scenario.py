@@ -24,6 +24,18 @@ from openinfusion.pump import therapies as T
 from openinfusion.pump.channel import ChannelSettings, CommandRejected
 from openinfusion.pump.codes import Alarm
 from openinfusion.pump.device import Device, Record
+from openinfusion.pump.insulin_scenario import (
+    InsulinEventSpec,
+    InsulinProgramSpec,
+    run_insulin,
+    timed_events,
+)
+from openinfusion.pump.intrathecal_scenario import (
+    IntrathecalEventSpec,
+    IntrathecalProgramSpec,
+    event_times,
+    run_intrathecal,
+)
 from openinfusion.pump.mechanics import (
     Mechanism,
     ambulatory,
@@ -32,6 +44,12 @@ from openinfusion.pump.mechanics import (
     lvp,
     pca_pump,
     syringe,
+)
+from openinfusion.pump.oncology import prepare_regimen, run_prepared
+from openinfusion.pump.regimen_scenario import (
+    RegimenProgramSpec,
+    regimen_events,
+    regimen_from_spec,
 )
 from openinfusion.units import Kind, parse_quantity
 
@@ -115,10 +133,16 @@ class PcaSpec(_Spec):
     bolus_rate: str = "150 mL/h"
 
 
+HospitalSpec = ContinuousSpec | MultistepSpec | RampTaperSpec | IntermittentSpec | PcaSpec
 ProgramSpec = Annotated[
-    ContinuousSpec | MultistepSpec | RampTaperSpec | IntermittentSpec | PcaSpec,
+    HospitalSpec | InsulinProgramSpec | IntrathecalProgramSpec | RegimenProgramSpec,
     Field(discriminator="therapy"),
 ]
+# Therapies that run on their own pump model rather than the hospital channel runner.
+OWN_RUNNER = (InsulinProgramSpec, IntrathecalProgramSpec, RegimenProgramSpec)
+# Allowed durations: a year for hospital and ambulatory pumps, an implant's service life
+# (8 years) for an intrathecal pump.
+MAX_DURATION_S = {"default": 366 * 86400.0, "intrathecal": 8 * 366 * 86400.0}
 
 EventType = Literal[
     "demand",
@@ -170,7 +194,7 @@ class EventSpec(_Spec):
 
 
 class ChannelSpec(_Spec):
-    program: ProgramSpec
+    program: Annotated[HospitalSpec, Field(discriminator="therapy")]
     channel: int = Field(default=0, ge=0, le=3)
 
 
@@ -184,8 +208,59 @@ class Scenario(_Spec):
     duration: str
     program: ProgramSpec | None = None
     programs: list[ChannelSpec] = []
-    events: list[EventSpec] = []
+    # Events are typed by the program's therapy (hospital, insulin or intrathecal events);
+    # see :func:`typed_events`. The JSON schema lists all three forms.
+    events: list[EventSpec | InsulinEventSpec | IntrathecalEventSpec | dict[str, Any]] = []
     override_reason: str | None = None
+
+    @property
+    def therapy(self) -> str:
+        return self.program.therapy if self.program is not None else "multichannel"
+
+
+AnyEvent = EventSpec | InsulinEventSpec | IntrathecalEventSpec
+_EVENT_MODEL: dict[str, type[_Spec] | type[BaseModel]] = {
+    "insulin": InsulinEventSpec,
+    "intrathecal": IntrathecalEventSpec,
+}
+
+
+def typed_events(scenario: Scenario) -> list[AnyEvent]:
+    """The scenario's events validated against the event form of its therapy; every
+    problem is reported with its path (``events.3.carbs``)."""
+    model = _EVENT_MODEL.get(scenario.therapy, EventSpec)
+    out: list[AnyEvent] = []
+    problems: list[InputError] = []
+    for i, raw in enumerate(scenario.events):
+        if isinstance(raw, model):
+            out.append(raw)
+            continue
+        data = raw.model_dump(exclude_unset=True) if isinstance(raw, BaseModel) else raw
+        try:
+            out.append(model.model_validate(data))  # type: ignore[arg-type]
+        except ValidationError as exc:
+            problems.extend(_problems(exc, f"events.{i}"))
+        except InputError as exc:
+            problems.append(InputError(f"events.{i}.{exc.field}", exc.value, exc.rule))
+    if problems:
+        raise InputErrors("scenario", problems)
+    return out
+
+
+def _problems(exc: ValidationError, prefix: str = "") -> list[InputError]:
+    out = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err.get("loc", ()))
+        path = f"{prefix}.{path}" if prefix and path else (prefix or path)
+        value = err.get("input")
+        out.append(
+            InputError(
+                path or "scenario",
+                value if isinstance(value, str | int | float) else "",
+                str(err.get("msg", "invalid")),
+            )
+        )
+    return out
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -200,21 +275,15 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def scenario_from_data(data: Any) -> Scenario:
+    if isinstance(data, dict) and isinstance(data.get("events"), list):
+        # Events are validated by therapy below, not by trying each form in turn.
+        raw_events = data["events"]
+        data = {**data, "events": [e if isinstance(e, dict) else {"_": e} for e in raw_events]}
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            path = ".".join(str(p) for p in err.get("loc", ()))
-            value = err.get("input")
-            problems.append(
-                InputError(
-                    path or "scenario",
-                    value if isinstance(value, str | int | float) else "",
-                    str(err.get("msg", "invalid")),
-                )
-            )
-        raise InputErrors("scenario", problems) from None
+        raise InputErrors("scenario", _problems(exc)) from None
+    scenario = scenario.model_copy(update={"events": typed_events(scenario)})
     if scenario.program is None and not scenario.programs:
         raise InputError("program", "", "a scenario needs a program (or programs per channel)")
     if scenario.program is not None and scenario.programs:
@@ -225,10 +294,10 @@ def scenario_from_data(data: Any) -> Scenario:
             raise InputError(f"programs[{i}].channel", spec.channel, "is programmed twice")
         seen.add(spec.channel)
     for i, event in enumerate(scenario.events):
-        if event.channel >= scenario.pump.channels:
+        if getattr(event, "channel", 0) >= scenario.pump.channels:
             raise InputError(
                 f"events[{i}].channel",
-                event.channel,
+                getattr(event, "channel", 0),
                 f"the pump has {scenario.pump.channels} channel(s)",
             )
     return scenario
@@ -348,8 +417,20 @@ class Run:
         self.mechanism = mechanism_for(scenario.pump)
         self.ctx = T.Context(self.mechanism, self.patient, self.library, self.area)
         self.duration_s = parse_quantity(scenario.duration, Kind.DURATION, "duration") * 60.0
-        if not 0 < self.duration_s <= 366 * 86400:
-            raise InputError("duration", scenario.duration, "must be between 0 and 366 days")
+        limit = MAX_DURATION_S.get(scenario.therapy, MAX_DURATION_S["default"])
+        if not 0 < self.duration_s <= limit:
+            raise InputError(
+                "duration", scenario.duration, f"must be between 0 and {limit / 86400:.0f} days"
+            )
+        self.typed_events = typed_events(scenario)
+        self._own: Callable[[], dict[str, Any]] | None = None
+        if isinstance(scenario.program, OWN_RUNNER):
+            if journal is not None:
+                raise InputError(
+                    "journal", "", "is kept for hospital, PCA and ambulatory channel programs"
+                )
+            self._own = self._prepare_own(scenario.program)
+            return
         specs = (
             [ChannelSpec(program=scenario.program)]
             if scenario.program is not None
@@ -366,14 +447,15 @@ class Run:
         self.events = sorted(
             (
                 (parse_quantity(e.at, Kind.DURATION, f"events[{i}].at") * 60.0, i, e)
-                for i, e in enumerate(scenario.events)
+                for i, e in enumerate(self.typed_events)
+                if isinstance(e, EventSpec)
             ),
             key=lambda x: (x[0], x[1]),
         )
         for t, i, _ in self.events:
             if not 0 <= t <= self.duration_s:
                 raise InputError(
-                    f"events[{i}].at", scenario.events[i].at, "must be within the scenario duration"
+                    f"events[{i}].at", self.events_at(i), "must be within the scenario duration"
                 )
         settings = [_settings(self.area, self.mechanism) for _ in range(scenario.pump.channels)]
         self.device = Device(
@@ -384,9 +466,87 @@ class Run:
         )
         self.device.battery.on_mains = scenario.pump.on_mains
 
+    def events_at(self, i: int) -> str:
+        return str(getattr(self.typed_events[i], "at", ""))
+
+    def _prepare_own(self, program: Any) -> Callable[[], dict[str, Any]]:
+        """Check a therapy that runs on its own pump model now (nothing delivered yet) and
+        return the call that runs it."""
+        sc, events = self.scenario, self.typed_events
+        needs: dict[str, tuple[str, ...]] = {
+            "insulin": ("insulin_patch",),
+            "intrathecal": ("implant",),
+            "regimen": ("ambulatory", "lvp", "syringe"),
+        }
+        kinds = needs[program.therapy]
+        if sc.pump.kind not in kinds:
+            raise InputError(
+                "pump.kind",
+                sc.pump.kind,
+                f"a {program.therapy} program runs on {' or '.join(kinds)}",
+            )
+        if isinstance(program, InsulinProgramSpec):
+            timed = timed_events(
+                [e for e in events if isinstance(e, InsulinEventSpec)], self.duration_s
+            )
+            return lambda: run_insulin(program, timed, self.duration_s)
+        if isinstance(program, IntrathecalProgramSpec):
+            timed_it = event_times([e for e in events if isinstance(e, IntrathecalEventSpec)])
+            for i, (t, e) in enumerate(timed_it):
+                if not 0 <= t <= self.duration_s:
+                    raise InputError(
+                        f"events[{i}].at", e.at, "must be within the scenario duration"
+                    )
+            return lambda: run_intrathecal(
+                program,
+                timed_it,
+                self.duration_s,
+                patient=self.patient,
+                library=self.library,
+                care_area=self.area,
+                override_reason=self.override,
+                reservoir_ml=sc.pump.reservoir_ml,
+                battery_percent=sc.pump.battery_percent,
+            )
+        if self.area is None:
+            raise InputError("care_area", "", "a regimen needs a care area (e.g. 'Oncology')")
+        prepared = prepare_regimen(
+            regimen_from_spec(program),
+            patient=self.patient,
+            library=self.library,
+            care_area=self.area,
+            pump=self.mechanism,
+            override_reason=self.override,
+        )
+        parsed = regimen_events(events, self.duration_s)
+
+        def run() -> dict[str, Any]:
+            report = run_prepared(
+                prepared, self.duration_s, parsed, battery_percent=sc.pump.battery_percent
+            )
+            # The same keys as every other run: channels of every pump used, in order.
+            doses = {
+                (st["pump"], st["channel"]): {
+                    "value": st["delivered_amount"],
+                    "unit": st["amount_unit"],
+                }
+                for st in report["regimen"]["stages"]
+            }
+            report["channels"] = [
+                {**ch, "pump": p["pump"], "delivered_dose": doses.get((p["pump"], ch["channel"]))}
+                for p in report["pumps"]
+                for ch in p["channels"]
+            ]
+            report["battery_percent"] = report["pumps"][-1]["battery_percent"]
+            return report
+
+        return run
+
     def run(self, speed: float | None = None) -> dict[str, Any]:
         """Run to the end. ``speed``: simulated seconds per real second (None: as fast as
         possible), for demonstrations and crash tests on a journal."""
+        if self._own is not None:
+            return self._own()
         device = self.device
         start_wall = time.monotonic()
 
