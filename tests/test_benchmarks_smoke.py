@@ -15,17 +15,44 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(
     ("script", "args", "keys"),
     [
-        ("ders.py", ["--rounds", "1", "--repeats", "1"],
-         {"checks_per_s", "baseline_dict_lookups_per_s", "ratio_check_over_lookup_time"}),
-        ("pump.py", ["--repeats", "1", "--baseline-hours", "0.05"],
-         {"ms_per_pump_day", "baseline_1s_ticks_ms_per_pump_day", "speedup_vs_ticking"}),
+        (
+            "ders.py",
+            ["--rounds", "1", "--repeats", "1"],
+            {"checks_per_s", "baseline_dict_lookups_per_s", "ratio_check_over_lookup_time"},
+        ),
+        (
+            "pump.py",
+            ["--repeats", "1", "--baseline-hours", "0.05"],
+            {"ms_per_pump_day", "baseline_1s_ticks_ms_per_pump_day", "speedup_vs_ticking"},
+        ),
+        (
+            "trial.py",
+            [
+                "--patients",
+                "30",
+                "--repeats",
+                "1",
+                "--baseline-subjects",
+                "1",
+                "--baseline-hours",
+                "1",
+            ],
+            {"ours_patient_days_per_s", "simglucose_patient_days_per_s", "max_abs_dbg_mg_dl"},
+        ),
     ],
 )
 def test_benchmark_runs(script: str, args: list[str], keys: set[str]) -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args, "--json"],
-                         capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     result = json.loads(out.stdout)
     assert keys <= set(result)
+    if script == "trial.py":  # same answers as the reference at the benchmarked speed
+        assert max(result["max_abs_dbg_mg_dl"].values()) < 1.0
     if script == "pump.py":
         event, ticked = result["delivered_mg_event_vs_ticking"]
         assert abs(event - ticked) < 1e-6  # both resolutions deliver the same drug

@@ -167,6 +167,8 @@ def _cgm(
 ) -> Array:
     """CGM readings (mg/dL), NaN where the sensor gave none."""
     cgm = np.empty_like(sub_q)
+    # A patient driven to ~0 mg/dL reads as the sensor's floor (39 mg/dL) anyway.
+    sub_q = np.maximum(sub_q, 1.0)
     for a, b, s in blocks:
         cgm[a:b] = _sensor(s, noise).readings(sub_q[a:b])
     cgm[:, ~ok] = np.nan
@@ -265,7 +267,7 @@ def _closed_loop(
     bg[:, 0] = patients.bg_mg_dl
     rate = np.zeros(n)
     for m in range(t):
-        sub = patients.subcutaneous_glucose_mg_dl
+        sub = np.maximum(patients.subcutaneous_glucose_mg_dl, 1.0)  # see _cgm
         for a, b, sensor in sensors:
             cgm[a:b, m] = sensor.measure(m, sub[a:b])
         if not inputs.sensor_ok[m]:

@@ -31,8 +31,8 @@ def _as_2d(bg: ArrayLike, field: str = "bg_mg_dl") -> Array:
         a = a[None, :]
     if a.ndim != 2 or a.shape[1] == 0:
         raise InputError(field, str(a.shape), "must be a (patients, samples) array of readings")
-    if np.any(np.isinf(a)) or np.any(a[~np.isnan(a)] <= 0):
-        raise InputError(field, "non-positive or infinite", "glucose readings must be > 0 mg/dL")
+    if np.any(np.isinf(a)) or np.any(a[~np.isnan(a)] < 0):
+        raise InputError(field, "negative or infinite", "glucose readings must be >= 0 mg/dL")
     return a
 
 
@@ -66,8 +66,9 @@ def time_in_ranges(bg: ArrayLike) -> dict[str, Array]:
 def _risk(g: Array) -> tuple[Array, Array]:
     """Kovatchev low and high risk per reading: f(G) = 1.509 ((ln G)^1.084 - 5.381),
     r = 10 f^2, split by the sign of f (Kovatchev et al., Diabetes Care 1997;20:1655)."""
+    # The transform is defined for G > 1 mg/dL; a model driven to 0 counts as 1 (extreme risk).
     with np.errstate(invalid="ignore"):
-        f = 1.509 * (np.log(g) ** 1.084 - 5.381)
+        f = 1.509 * (np.log(np.maximum(g, 1.0 + 1e-9)) ** 1.084 - 5.381)
     r = 10.0 * f * f
     return np.where(f < 0, r, 0.0), np.where(f > 0, r, 0.0)
 
