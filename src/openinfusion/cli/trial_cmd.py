@@ -216,3 +216,120 @@ def _print_glucose(out: dict[str, Any]) -> None:
     console.print("CVGA: " + ", ".join(f"{k} {v:.0f} %" for k, v in out["cvga"].items()))
     if "report" in out:
         console.print(f"report: {out['report']['html']}")
+
+
+@trial_app.command("pca")
+@handle_errors
+def pca_cmd(
+    scenario: Path = typer.Option(
+        ..., "--scenario", help="PCA trial scenario JSON/YAML (docs/pca-trials.md)."
+    ),
+    patients: int | None = typer.Option(
+        None, "--patients", help="Number of patients (overrides patients.n)."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Trial seed (overrides the file's)."),
+    metrics_only: bool = typer.Option(False, "--metrics-only", help="Leave the traces out."),
+    json_out: bool = JsonOption,
+) -> None:
+    """Virtual post-operative patients on a real PCA pump (morphine): opioid use, pain and
+    respiratory depression per patient and pooled."""
+    import time
+
+    from rich.progress import Progress
+
+    from openinfusion.sim.pca_scenario import load_pca_scenario, prepare
+    from openinfusion.sim.pca_trial import run_pca_trial
+
+    spec = load_pca_scenario(scenario)
+    prep = prepare(spec, n=patients, seed=seed)
+    show = not json_out and prep.n * prep.minutes >= 200_000
+    started = time.perf_counter()
+    with Progress(transient=True, disable=not show, console=console) as bar:
+        task = bar.add_task("trial minutes", total=prep.minutes)
+        result = run_pca_trial(
+            spec, n=patients, seed=seed, progress=lambda minutes: bar.advance(task, minutes)
+        )
+    out: dict[str, Any] = {
+        "scenario": str(scenario),
+        "seed": result.seed,
+        "minutes": prep.minutes,
+        "runtime_s": round(time.perf_counter() - started, 3),
+        "program": result.program,
+        "units": {
+            "t": "min",
+            "ce": "ng/mL",
+            "pain": "NRS 0-10",
+            "spo2": "%",
+            "opioid": "mg",
+        },
+        "patients": [result.patient(i, traces=not metrics_only) for i in range(result.n)],
+        "summary": result.summary,
+    }
+    if json_out:
+        print_json(out)
+        return
+    _print_pca(out)
+
+
+def _print_pca(out: dict[str, Any]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    s = out["summary"]
+    table = Table(
+        title=f"PCA {out['program']['drug']}: {s['patients']} patients, "
+        f"{out['minutes'] / 60:g} h, seed {out['seed']}",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+    )
+    columns = ("id", "sex", "kg", "mg", "mg/kg", "press", "denied", "NRS", "<=3 %", "RD")
+    for col in (*columns, "SpO2", "EtCO2"):
+        table.add_column(col, justify="right")
+
+    def opt(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    for p in out["patients"][:40]:
+        m, c = p["metrics"], p["covariates"]
+        table.add_row(
+            str(p["id"]),
+            c["sex"],
+            opt(c["weight_kg"], ".0f"),
+            f"{m['opioid_mg']:.1f}",
+            f"{m['opioid_mg_per_kg']:.2f}",
+            str(m["demands"]),
+            str(m["denied"]),
+            f"{m['mean_pain_nrs']:.1f}",
+            f"{100 * m['pain_free_fraction']:.0f}",
+            str(m["resp_events"]),
+            opt(m["min_sao2_pct"], ".0f"),
+            opt(m["max_etco2_mmhg"], ".0f"),
+        )
+    if len(out["patients"]) > 40:
+        table.add_row("...", *[""] * (len(columns) + 1))
+    console.print(table)
+    console.print(
+        "mg: morphine given; press/denied: PCA demands; NRS: mean pain; <=3 %: time at "
+        "NRS <= 3; RD: respiratory-depression episodes; SpO2: lowest true SaO2 %; EtCO2: "
+        "highest reading, mmHg"
+    )
+    mg, kg = s["opioid_mg"], s["opioid_mg_per_kg"]
+    console.print(
+        f"opioid: median {mg['median']:g} mg (5-95 %: {mg['p5']:g}-{mg['p95']:g}), "
+        f"median {kg['median']:g} mg/kg"
+    )
+    reasons = ", ".join(f"{k} {v}" for k, v in s["denied_reasons"].items()) or "none"
+    console.print(
+        f"demands {s['demands']}: granted {s['granted']}, denied {s['denied']} ({reasons})"
+    )
+    console.print(
+        f"pain: mean NRS {s['mean_pain_nrs']['mean']:g}; time at NRS <= 3 "
+        f"{100 * s['pain_free_fraction']['mean']:.1f} % (mean of patients)"
+    )
+    console.print(
+        f"respiratory depression: {s['resp_events']} episodes, {s['resp_event_minutes']} min, "
+        f"{s['patients_with_resp_event']} of {s['patients']} patients; "
+        f"lowest SaO2 {opt(s['min_sao2_pct'], 'g')} %, "
+        f"highest EtCO2 {opt(s['max_etco2_mmhg'], 'g')} mmHg"
+    )
+    console.print(f"runtime {out['runtime_s']:g} s")
