@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from openinfusion import __version__
-from openinfusion.cli import dose_cmd, library_cmd, pump_cmd, trial_cmd
+from openinfusion.cli import dose_cmd, library_cmd, mipd_cmd, pump_cmd, tci_cmd, trial_cmd
 from openinfusion.cli._common import JsonOption, handle_errors
 from openinfusion.cli.tour import run_tour
 
@@ -20,6 +20,8 @@ app.add_typer(dose_cmd.app, name="dose")
 app.add_typer(library_cmd.app, name="library")
 app.add_typer(pump_cmd.app, name="pump")
 app.add_typer(trial_cmd.trial_app, name="trial")
+app.add_typer(mipd_cmd.mipd_app, name="mipd")
+app.add_typer(tci_cmd.tci_app, name="tci")
 app.command("patient")(dose_cmd.patient_command)
 
 
