@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from openinfusion.control.aid.trial_adapter import mpc_controller, pid_controller
 from openinfusion.errors import InputError
 from openinfusion.physiology.glucose import GlucoseParameters, GlucosePatients, simulate
 from openinfusion.physiology.glucose import subject_names as _subject_names
@@ -108,7 +109,11 @@ class BasalBolus:
         return np.asarray(self._basal + np.maximum(bolus, 0.0) / self.sample_min)
 
 
-CONTROLLERS: dict[str, Callable[[], Controller]] = {"basal-bolus": BasalBolus}
+CONTROLLERS: dict[str, Callable[[], Controller]] = {
+    "basal-bolus": BasalBolus,
+    "pid": pid_controller,  # PID with insulin feedback behind the safety supervisor
+    "mpc": mpc_controller,  # linear MPC behind the safety supervisor
+}
 
 
 def register_controller(name: str, factory: Callable[[], Controller]) -> None:
