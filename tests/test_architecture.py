@@ -11,10 +11,19 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "openinfusion"
 
 # Package -> layer. ``security`` may import only layer 0 whatever its own number.
 LAYERS = {
-    "errors": 0, "units": 0, "patient": 0,
-    "library": 1, "physiology": 1,
-    "pump": 2, "control": 3, "sim": 4, "security": 1,
-    "server": 5, "interop": 5, "analytics": 5, "cli": 6,
+    "errors": 0,
+    "units": 0,
+    "patient": 0,
+    "library": 1,
+    "physiology": 1,
+    "pump": 2,
+    "control": 3,
+    "sim": 4,
+    "security": 1,
+    "server": 5,
+    "interop": 5,
+    "analytics": 5,
+    "cli": 6,
 }
 SECURITY_MAY_IMPORT = {"errors", "units", "patient", "security"}
 

@@ -67,8 +67,17 @@ def test_hard_limit_message_names_drug_value_limit_and_area() -> None:
     ]
 
 
-EQUIVALENT_UNITS = ["mcg/kg/min", "mg/kg/h", "mcg/kg/h", "ng/kg/min", "g/kg/day", "mcg/min",
-                    "mg/h", "mg/day", "mcg/h"]
+EQUIVALENT_UNITS = [
+    "mcg/kg/min",
+    "mg/kg/h",
+    "mcg/kg/h",
+    "ng/kg/min",
+    "g/kg/day",
+    "mcg/min",
+    "mg/h",
+    "mg/day",
+    "mcg/h",
+]
 
 
 @given(
@@ -79,8 +88,9 @@ EQUIVALENT_UNITS = ["mcg/kg/min", "mg/kg/h", "mcg/kg/h", "ng/kg/min", "g/kg/day"
 def test_hard_limit_blocks_whatever_the_units(value: float, unit: str, weight: float) -> None:
     """Property: dose above hard_max (in any equivalent unit) is HARD, below it never is."""
     assume(abs(value / 50.0 - 1.0) > 1e-6)
-    written = convert_dose(Dose(value, parse_dose_unit("mcg/kg/min")), parse_dose_unit(unit),
-                           weight_kg=weight)
+    written = convert_dose(
+        Dose(value, parse_dose_unit("mcg/kg/min")), parse_dose_unit(unit), weight_kg=weight
+    )
     program = Program(dose=Dose(written, parse_dose_unit(unit)), concentration=DOPA_CONC)
     verdict = check(program, DOPAMINE, Patient(weight_kg=weight), ICU)
     dose_level = next(f.level for f in verdict.findings if f.parameter == "dose")
@@ -131,11 +141,13 @@ def test_rounded_display_rate_is_consistent() -> None:
 
 
 def test_unlisted_concentration_is_hard_and_other_dimension_is_refused() -> None:
-    program = Program(dose=parse_dose("5 mcg/kg/min"),
-                      concentration=parse_concentration("500 mg/250 mL"))
+    program = Program(
+        dose=parse_dose("5 mcg/kg/min"), concentration=parse_concentration("500 mg/250 mL")
+    )
     assert check(program, DOPAMINE, ADULT, ICU).level is Level.HARD
-    wrong = Program(dose=parse_dose("5 mcg/kg/min"),
-                    concentration=parse_concentration("100 units/mL"))
+    wrong = Program(
+        dose=parse_dose("5 mcg/kg/min"), concentration=parse_concentration("100 units/mL")
+    )
     with pytest.raises(InputError, match="never converted"):
         check(wrong, DOPAMINE, ADULT, ICU)
     with pytest.raises(InputError, match="never converted"):
@@ -154,14 +166,18 @@ def test_heparin_bolus_limits_and_computed_rate() -> None:
     assert verdict.level is Level.OK
     assert verdict.computed["rate_ml_h"] == pytest.approx(14.4)
     over = Program(dose=parse_dose("18 units/kg/h"), bolus=parse_dose("10000 units"))
-    bolus = next(f for f in check(over, HEPARIN, Patient(weight_kg=80.0), ICU).findings
-                 if f.parameter == "bolus")
+    bolus = next(
+        f
+        for f in check(over, HEPARIN, Patient(weight_kg=80.0), ICU).findings
+        if f.parameter == "bolus"
+    )
     assert bolus.level is Level.HARD and bolus.value == pytest.approx(125.0)
 
 
 def test_loading_dose_not_in_library_is_hard() -> None:
-    program = Program(dose=parse_dose("5 mcg/kg/min"), loading=parse_dose("1 mg/kg"),
-                      concentration=DOPA_CONC)
+    program = Program(
+        dose=parse_dose("5 mcg/kg/min"), loading=parse_dose("1 mg/kg"), concentration=DOPA_CONC
+    )
     assert check(program, DOPAMINE, ADULT, ICU).level is Level.HARD
 
 
@@ -183,8 +199,9 @@ def test_pca_demand_lockout_and_max() -> None:
     def pca(demand: str, lockout: float, max_dose: str | None = None) -> Level:
         program = Program(
             dose=parse_dose("0.5 mg/h"),
-            pca=PcaProgram(parse_dose(demand), lockout,
-                           parse_dose(max_dose) if max_dose else None, 4.0),
+            pca=PcaProgram(
+                parse_dose(demand), lockout, parse_dose(max_dose) if max_dose else None, 4.0
+            ),
         )
         return check(program, MORPHINE, ADULT, ICU).level
 
@@ -207,8 +224,12 @@ def test_patient_outside_care_area_population() -> None:
 
 
 def test_care_area_max_rate_is_hard() -> None:
-    verdict = check(Program(rate_ml_h=30.0, concentration=parse_concentration("800 mcg/mL")),
-                    LIB.find("nicu", "dopamine"), Patient(weight_kg=3.0), NICU)  # type: ignore[arg-type]
+    verdict = check(
+        Program(rate_ml_h=30.0, concentration=parse_concentration("800 mcg/mL")),
+        LIB.find("nicu", "dopamine"),
+        Patient(weight_kg=3.0),
+        NICU,
+    )  # type: ignore[arg-type]
     assert any(f.parameter == "rate" and f.level is Level.HARD for f in verdict.findings)
 
 

@@ -15,11 +15,31 @@ PATIENTS = {
     "neonatal": Patient(weight_kg=2.5, height_cm=48, age_years=0.02),
 }
 REQUIRED = [
-    "norepinephrine", "epinephrine", "phenylephrine", "vasopressin", "dopamine", "dobutamine",
-    "milrinone", "propofol", "dexmedetomidine", "fentanyl", "morphine", "hydromorphone",
-    "remifentanil", "insulin regular", "heparin", "potassium chloride", "magnesium sulfate",
-    "oxytocin", "vancomycin", "piperacillin-tazobactam", "fluorouracil", "oxaliplatin",
-    "leucovorin", "carboplatin", "iron sucrose",
+    "norepinephrine",
+    "epinephrine",
+    "phenylephrine",
+    "vasopressin",
+    "dopamine",
+    "dobutamine",
+    "milrinone",
+    "propofol",
+    "dexmedetomidine",
+    "fentanyl",
+    "morphine",
+    "hydromorphone",
+    "remifentanil",
+    "insulin regular",
+    "heparin",
+    "potassium chloride",
+    "magnesium sulfate",
+    "oxytocin",
+    "vancomycin",
+    "piperacillin-tazobactam",
+    "fluorouracil",
+    "oxaliplatin",
+    "leucovorin",
+    "carboplatin",
+    "iron sucrose",
 ]
 
 
@@ -39,11 +59,21 @@ def test_breadth() -> None:
     areas = {e.care_area for e in LIB.entries}
     assert areas == {a.id for a in LIB.care_areas}
     assert {a.name for a in LIB.care_areas} >= {
-        "Adult ICU", "Adult Med-Surg", "Paediatric ICU", "NICU", "Oncology", "Anaesthesia/OR",
-        "Labour & Delivery"}
+        "Adult ICU",
+        "Adult Med-Surg",
+        "Paediatric ICU",
+        "NICU",
+        "Oncology",
+        "Anaesthesia/OR",
+        "Labour & Delivery",
+    }
     kinds = {e.infusion_type for e in LIB.entries}
-    assert kinds >= {InfusionType.CONTINUOUS, InfusionType.INTERMITTENT, InfusionType.PCA,
-                     InfusionType.BOLUS}
+    assert kinds >= {
+        InfusionType.CONTINUOUS,
+        InfusionType.INTERMITTENT,
+        InfusionType.PCA,
+        InfusionType.BOLUS,
+    }
 
 
 @pytest.mark.parametrize("entry", LIB.entries, ids=lambda e: f"{e.care_area}/{e.drug}/{e.therapy}")
@@ -56,8 +86,7 @@ def test_every_default_dose_is_within_limits(entry) -> None:  # type: ignore[no-
     patient = PATIENTS[area.population.value]
     unit = parse_dose_unit(entry.dose_unit)
     duration = entry.limits.duration_min.default or entry.limits.duration_min.soft_min
-    program = Program(dose=Dose(default, unit),
-                      duration_min=None if unit.is_rate else duration)
+    program = Program(dose=Dose(default, unit), duration_min=None if unit.is_rate else duration)
     verdict = check(program, entry, patient, area)
     assert verdict.level is Level.OK, verdict.messages()
 
@@ -67,8 +96,9 @@ def test_issue_examples() -> None:
     adult = PATIENTS["adult"]
     norepi = LIB.find("Adult ICU", "norepinephrine")
     assert norepi is not None and "4 mg/250 mL" in norepi.concentrations
-    program = Program(dose=parse_dose("0.1 mcg/kg/min"),
-                      concentration=parse_concentration("4 mg/250 mL"))
+    program = Program(
+        dose=parse_dose("0.1 mcg/kg/min"), concentration=parse_concentration("4 mg/250 mL")
+    )
     assert check(program, norepi, adult, icu).level is Level.OK
     dopamine = LIB.find("Adult ICU", "dopamine")
     assert dopamine is not None
@@ -81,14 +111,19 @@ def test_issue_examples() -> None:
     assert dopa("500 mcg/kg/min") is Level.HARD  # a tenfold-and-more error
     morphine = LIB.find("Adult Med-Surg", "morphine")
     assert morphine is not None and morphine.pca is not None
-    pca = Program(concentration=parse_concentration("1 mg/mL"),
-                  pca=PcaProgram(parse_dose("1 mg"), 10.0, parse_dose("10 mg"), 4.0))
+    pca = Program(
+        concentration=parse_concentration("1 mg/mL"),
+        pca=PcaProgram(parse_dose("1 mg"), 10.0, parse_dose("10 mg"), 4.0),
+    )
     assert check(pca, morphine, adult, LIB.care_area("Adult Med-Surg")).level is Level.OK
 
 
 def test_high_alert_entries_have_a_maximum_and_a_double_check_where_expected() -> None:
     for entry in LIB.entries:
-        if entry.drug in ("insulin regular", "heparin") and entry.infusion_type is InfusionType.CONTINUOUS:
+        if (
+            entry.drug in ("insulin regular", "heparin")
+            and entry.infusion_type is InfusionType.CONTINUOUS
+        ):
             assert entry.high_alert, entry.key
     assert any(e.second_check for e in LIB.entries)
 

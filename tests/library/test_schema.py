@@ -32,12 +32,18 @@ def _break(mutate: Callable[[Data], None]) -> InputErrors:
         (lambda d: d["entries"][0].update(dose_unit="mg/kg"), "dose over time"),
         (lambda d: d["entries"][2].update(dose_unit="mg/h"), "single dose"),
         (lambda d: d["entries"][0].update(concentrations=[]), "at least one concentration"),
-        (lambda d: d["entries"][0].update(concentrations=["400 mg/250 mL", "1.6 mg/mL"]),
-         "listed twice"),
+        (
+            lambda d: d["entries"][0].update(concentrations=["400 mg/250 mL", "1.6 mg/mL"]),
+            "listed twice",
+        ),
         (lambda d: d["entries"][3].pop("pca"), "pca section"),
         (lambda d: d["entries"][1]["limits"]["bolus"].update(unit="units/kg/h"), "single dose"),
-        (lambda d: d["entries"][2].update(cumulative={"max": 4, "unit": "units", "window_h": 24}),
-         "cumulative.unit"),
+        (
+            lambda d: d["entries"][2].update(
+                cumulative={"max": 4, "unit": "units", "window_h": 24}
+            ),
+            "cumulative.unit",
+        ),
         (lambda d: d["entries"][0].update(colour="red"), "Extra inputs"),
         (lambda d: d.update(version="v2"), "dotted numbers"),
         (lambda d: d["entries"][0]["limits"]["dose"].update(default=70), "outside the limits"),

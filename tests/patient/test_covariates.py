@@ -49,7 +49,9 @@ def test_devine_ideal_body_weight() -> None:
 
 
 def test_adjusted_body_weight_only_above_ibw() -> None:
-    assert adjusted_body_weight_kg(120, 170, Sex.MALE) == pytest.approx(65.937 + 0.4 * 54.063, abs=0.01)
+    assert adjusted_body_weight_kg(120, 170, Sex.MALE) == pytest.approx(
+        65.937 + 0.4 * 54.063, abs=0.01
+    )
     assert adjusted_body_weight_kg(60, 170, Sex.MALE) == 60
 
 

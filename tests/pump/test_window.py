@@ -20,7 +20,9 @@ segment_lists = st.lists(
 )
 
 
-def build(raw: list[tuple[float, float, float]], window: float) -> tuple[WindowMeter, list[tuple[float, float, float]], float]:
+def build(
+    raw: list[tuple[float, float, float]], window: float
+) -> tuple[WindowMeter, list[tuple[float, float, float]], float]:
     meter, segs, t = WindowMeter(window), [], 0.0
     for gap, length, rate in raw:
         t0, t1 = t + gap, t + gap + length
@@ -31,14 +33,17 @@ def build(raw: list[tuple[float, float, float]], window: float) -> tuple[WindowM
 
 
 @given(segment_lists, st.floats(10, 1000), st.floats(0, 500))
-def test_amount_matches_brute_force(raw: list[tuple[float, float, float]], window: float, extra: float) -> None:
+def test_amount_matches_brute_force(
+    raw: list[tuple[float, float, float]], window: float, extra: float
+) -> None:
     meter, segs, t = build(raw, window)
     assert meter.amount(t + extra) == pytest.approx(brute(segs, t + extra, window), abs=1e-6)
 
 
 @given(segment_lists, st.floats(10, 1000), st.floats(0.01, 5), st.floats(1, 2000))
-def test_time_to_reach_is_the_first_crossing(raw: list[tuple[float, float, float]], window: float,
-                                             rate: float, limit: float) -> None:
+def test_time_to_reach_is_the_first_crossing(
+    raw: list[tuple[float, float, float]], window: float, rate: float, limit: float
+) -> None:
     meter, segs, t = build(raw, window)
     dt = meter.time_to_reach(t, rate, limit)
     future = [*segs, (t, t + 10 * window + 10_000, rate)]

@@ -202,8 +202,20 @@ def test_quantities_need_explicit_units() -> None:
 # ---- properties ---------------------------------------------------------------------------
 
 DOSE_UNITS = [
-    "mcg/kg/min", "mcg/kg/h", "mg/kg/h", "mg/h", "mcg/min", "mg/min", "units/h",
-    "units/kg/h", "milliunits/min", "mEq/h", "mmol/h", "g/h", "ng/kg/min", "mg/m2/day",
+    "mcg/kg/min",
+    "mcg/kg/h",
+    "mg/kg/h",
+    "mg/h",
+    "mcg/min",
+    "mg/min",
+    "units/h",
+    "units/kg/h",
+    "milliunits/min",
+    "mEq/h",
+    "mmol/h",
+    "g/h",
+    "ng/kg/min",
+    "mg/m2/day",
     "mg/m2/h",
 ]
 CONC = {
@@ -237,7 +249,9 @@ def test_bolus_volume_round_trip(unit_text: str, value: float, weight: float, bs
 
 
 @given(st.sampled_from(DOSE_UNITS), st.sampled_from(DOSE_UNITS), values, weights, bsas)
-def test_conversion_is_exact_or_refused(a: str, b: str, value: float, weight: float, bsa: float) -> None:
+def test_conversion_is_exact_or_refused(
+    a: str, b: str, value: float, weight: float, bsa: float
+) -> None:
     ua, ub = parse_dose_unit(a), parse_dose_unit(b)
     dose = Dose(value, ua)
     if ua.dimension is not ub.dimension:

@@ -6,8 +6,8 @@ Rules (HOSPITAL_REFERENCE §3, "Alarm UX"; IEC 60601-1-8):
   stays until acknowledged even after its condition clears;
 - audio can be silenced only temporarily (``SILENCE_S``, GIP: at most 2 min) and comes back
   by itself; no alarm can be disabled;
-- a medium alarm left unacknowledged for ``ESCALATE_S`` escalates to high priority; high
-  priority is never downgraded.
+- a medium alarm left unacknowledged for ``ESCALATE_S`` escalates to high priority (and
+  sounds again if it was silenced); high priority is never downgraded.
 
 Times are monotonic seconds of the pump's clock.
 """
@@ -23,6 +23,23 @@ SILENCE_S = 120.0
 ESCALATE_S = 300.0
 
 
+@dataclass(frozen=True, slots=True)
+class Indicator:
+    """IEC 60601-1-8 visual alarm signal: colour and flashing frequency range (Hz);
+    ``flash_hz`` None means constant (not flashing)."""
+
+    colour: str
+    flash_hz: tuple[float, float] | None
+
+
+# IEC 60601-1-8, visual alarm signal characteristics by priority (HOSPITAL_REFERENCE §3).
+INDICATORS: dict[Priority, Indicator] = {
+    Priority.HIGH: Indicator("red", (1.4, 2.8)),
+    Priority.MEDIUM: Indicator("yellow", (0.4, 0.8)),
+    Priority.LOW: Indicator("cyan", None),
+}
+
+
 @dataclass(slots=True)
 class ActiveAlarm:
     alarm: Alarm
@@ -36,6 +53,10 @@ class ActiveAlarm:
     @property
     def audible(self) -> bool:
         return self.silenced_until_s is None
+
+    @property
+    def indicator(self) -> Indicator:
+        return INDICATORS[self.priority]
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -56,12 +77,17 @@ class AlarmBoard:
         self._active: dict[tuple[Alarm, int | None], ActiveAlarm] = {}
 
     def raise_(self, alarm: Alarm, t_s: float, channel: int | None = None) -> bool:
-        """Raise ``alarm``; False if it was already active (no duplicate annunciation)."""
+        """Raise ``alarm``; False if its condition was already present (no duplicate
+        annunciation). A latched alarm whose condition comes back is a new occurrence: it
+        is annunciated again (True) and sounds even if it had been silenced."""
         key = (alarm, channel)
         current = self._active.get(key)
         if current is not None:
+            if current.condition:
+                return False
             current.condition = True
-            return False
+            current.silenced_until_s = None
+            return True
         self._active[key] = ActiveAlarm(alarm, channel, t_s, alarm.priority)
         return True
 
@@ -122,6 +148,7 @@ class AlarmBoard:
                 and a.raised_s + ESCALATE_S <= t_s
             ):
                 a.priority = Priority.HIGH
+                a.silenced_until_s = None  # an escalated alarm sounds again at once
                 escalated.append(a)
         return escalated
 
@@ -131,6 +158,12 @@ class AlarmBoard:
 
     def is_active(self, alarm: Alarm, channel: int | None = None) -> bool:
         return (alarm, channel) in self._active
+
+    def condition(self, alarm: Alarm, channel: int | None = None) -> bool:
+        """True while the alarm's condition lasts (a latched alarm whose condition ended
+        is active but not present: the same condition coming back must be raised again)."""
+        current = self._active.get((alarm, channel))
+        return current is not None and current.condition
 
     def any_stopping(self, channel: int | None) -> bool:
         """True while a flow-stopping condition lasts on the channel (or the device)."""

@@ -9,9 +9,18 @@ limit, a dose window fills, a timer expires. :meth:`next_event_s` gives that tim
 Accounting (mL): ``ideal_ml`` is the commanded displacement; ``pumped_ml`` what the
 mechanism moved (whole quanta, never more than commanded, never decreasing);
 ``program_ml`` the part that counts against the program's VTBI (primary drug, boluses
-included, KVO and secondary infusions excluded); ``patient_ml`` what reached the patient
-(less start-up slack, volume stored in the line under pressure, fluid lost through a
-disconnection).
+included, KVO and secondary infusions excluded); ``patient_ml`` what reached the patient.
+Two identities hold at every instant (checked by tests/pump/test_properties.py):
+
+- per program (the three reset when a program is loaded), displacement =
+  ``program_ml`` + ``kvo_ml`` + ``secondary_ml``;
+- ``ideal_ml`` = ``patient_ml`` + ``lost_ml`` (out of a disconnected line)
+  + ``stored_ml`` (held in the line's compliance behind an occlusion)
+  + ``withdrawn_ml`` (taken back by the post-occlusion back-off)
+  + ``slack_taken_ml`` (start-up slack of new sets and syringes).
+
+Drug amounts go to the device's :class:`~openinfusion.pump.window.DoseLedger`, shared by
+every channel and program, against which cumulative and PCA window limits are checked.
 """
 
 from __future__ import annotations
@@ -19,7 +28,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
+from fractions import Fraction
 from typing import Any
 
 from openinfusion.errors import InputError
@@ -27,7 +38,7 @@ from openinfusion.pump.alarms import AlarmBoard
 from openinfusion.pump.codes import Alarm, Event
 from openinfusion.pump.mechanics import Mechanism
 from openinfusion.pump.plan import Overlay, OverlayKind, Plan, StepKind
-from openinfusion.pump.window import WindowMeter
+from openinfusion.pump.window import DoseLedger
 
 Emit = Callable[[float, str, dict[str, Any]], None]
 
@@ -78,6 +89,43 @@ class CommandRejected(InputError):
     """A command that is not valid now (wrong state, over a hard limit): nothing changed."""
 
 
+def real(value: object, field_name: str) -> float:
+    """``value`` as a finite float, or :class:`CommandRejected` (strings, booleans, None,
+    NaN and infinities are refused, never coerced into a dose)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | Fraction):
+        raise CommandRejected(field_name, repr(value), "must be a number")
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):
+        raise CommandRejected(field_name, str(value), "must be a finite number") from None
+    if not math.isfinite(number):
+        raise CommandRejected(field_name, str(value), "must be a finite number")
+    return number
+
+
+def drug_key(plan: Plan | None) -> str | None:
+    """The ledger key of a plan's drug (name and amount unit), None without a drug."""
+    if plan is None or plan.drug is None:
+        return None
+    return f"{plan.drug.name.strip().lower()} [{plan.drug.amount_unit}]"
+
+
+CUMULATIVE = "cumulative limit"
+
+
+def plan_limits(plan: Plan) -> list[tuple[str, float, float]]:
+    """The amount limits a program's drug is held to: (name, window s, maximum amount)."""
+    if plan.drug is None:
+        return []
+    out = []
+    if plan.pca is not None:
+        out += [(f"{w / 3600.0:g}-hour limit", w, limit) for w, limit in plan.pca.limits]
+    env = plan.envelope
+    if env.window_s and math.isfinite(env.window_max_amount):
+        out.append((CUMULATIVE, env.window_s, env.window_max_amount))
+    return out
+
+
 @dataclass(slots=True)
 class PcaRecord:
     t_s: float
@@ -95,6 +143,9 @@ class ChannelSettings:
     kvo_rate_ml_h: float = 1.0
     reservoir_low_ml: float = 1.0
     paused_callback_s: float = PAUSED_CALLBACK_S
+    # Largest bolus a released occlusion may give (GIP 1.10; Open PCA R7.2: 0.5 mL): the
+    # back-off withdraws at least what the line stores beyond it.
+    post_occlusion_bolus_ml: float = 0.5
 
 
 @dataclass(slots=True)
@@ -116,6 +167,7 @@ class Channel:
         emit: Emit,
         settings: ChannelSettings | None = None,
         t_s: float = 0.0,
+        ledger: DoseLedger | None = None,
     ) -> None:
         self.index = index
         self.mech = mechanism
@@ -137,6 +189,9 @@ class Channel:
         self.patient_ml = 0.0
         self.lost_ml = 0.0
         self.slack_ml = 0.0
+        self.slack_taken_ml = 0.0
+        self.stored_ml = 0.0
+        self.withdrawn_ml = 0.0
         self.reservoir_ml: float | None = mechanism.reservoir_ml
         self.line = Line.PATENT
         self.pressure_mmhg = mechanism.patient_pressure_mmhg
@@ -144,8 +199,9 @@ class Channel:
         self.upstream_occluded = False
         self.door_open = False
         self.loading_given = False
-        self.meter: WindowMeter | None = None
-        self.pca_meters: list[tuple[WindowMeter, float]] = []
+        self.ledger = ledger if ledger is not None else DoseLedger()
+        # (name, window s, maximum amount): the program's cumulative and PCA limits
+        self.limits: list[tuple[str, float, float]] = []
         self.pca_history: list[PcaRecord] = []
         self.last_grant_s: float | None = None
         self.timers = _Timers()
@@ -174,6 +230,21 @@ class Channel:
     @property
     def step(self) -> Any:
         return self.plan.steps[self.step_i] if self.plan else None
+
+    def time_remaining_s(self) -> dict[str, float | None]:
+        """Time to the end of the VTBI and to an empty reservoir at the rates now (None if
+        it does not apply, inf when nothing flows): recomputed at every rate change and
+        bolus, since it is computed from the current rates (Open PCA R6.8(10))."""
+        out: dict[str, float | None] = {"vtbi_s": None, "reservoir_s": None}
+        plan = self.plan
+        if plan is not None and plan.vtbi_ml is not None:
+            primary = self._primary_rate() if self.state is not State.KVO else 0.0
+            left = max(0.0, plan.vtbi_ml - self.program_ml)
+            out["vtbi_s"] = left / primary * 3600.0 if primary > 0 else math.inf
+        if self.reservoir_ml is not None:
+            rate = self._rate
+            out["reservoir_s"] = self.reservoir_ml / rate * 3600.0 if rate > 0 else math.inf
+        return out
 
     def status(self) -> dict[str, Any]:
         """A JSON-friendly snapshot of the channel."""
@@ -258,8 +329,13 @@ class Channel:
     # ---- commands -------------------------------------------------------------------------
 
     def load(self, plan: Plan, t: float) -> None:
-        """Enter a program (it does not start). A new syringe/set brings back start-up slack."""
+        """Enter a program (it does not start). A new syringe/set brings back start-up slack.
+
+        The engine checks what it can execute whatever the builder checked (C-18): no step
+        or bolus faster than the mechanism. The drug's delivery history on the device and
+        the PCA lockout carry over from earlier programs (B-16)."""
         self._require({S.IDLE, S.COMPLETE, S.STANDBY, S.PAUSED, S.KVO}, "program")
+        self._check_plan(plan)
         if self.state in (S.PAUSED, S.KVO):
             self._end_program(t, "reprogrammed")
         self._to(
@@ -272,15 +348,38 @@ class Channel:
         )
         self.plan = plan
         self.step_i, self.step_ml, self.program_ml, self.kvo_ml = 0, 0.0, 0.0, 0.0
+        self.secondary_ml = 0.0
         self.overlays.clear()
         self.loading_given = False
         self.slack_ml = self.mech.startup_slack_ml
-        env = plan.envelope
-        self.meter = WindowMeter(env.window_s) if env.window_s else None
-        self.pca_meters = (
-            [(WindowMeter(w), limit) for w, limit in plan.pca.limits] if plan.pca else []
-        )
-        self.last_grant_s = None
+        self.limits = plan_limits(plan)
+        key = drug_key(plan)
+        if key is not None:
+            for _, window_s, _ in self.limits:
+                self.ledger.meter(key, window_s)
+
+    def _check_plan(self, plan: Plan) -> None:
+        top = self.mech.max_rate_ml_h * (1 + 1e-9)
+        for i, step in enumerate(plan.steps):
+            if step.rate_ml_h > top:
+                raise CommandRejected(
+                    f"steps[{i}].rate",
+                    step.rate_ml_h,
+                    f"above the pump maximum {self.mech.max_rate_ml_h:g} mL/h",
+                )
+            if 0 < step.rate_ml_h < self.mech.min_rate_ml_h * (1 - 1e-9):
+                raise CommandRejected(
+                    f"steps[{i}].rate",
+                    step.rate_ml_h,
+                    f"below the pump minimum {self.mech.min_rate_ml_h:g} mL/h",
+                )
+        if plan.pca is not None:
+            demand = real(plan.pca.demand_ml, "pca.demand_ml")
+            if demand <= 0:
+                raise CommandRejected("pca.demand_ml", demand, "must be > 0 mL")
+            if not real(plan.pca.lockout_s, "pca.lockout_s") >= 0:
+                raise CommandRejected("pca.lockout_s", plan.pca.lockout_s, "must be >= 0 s")
+            self._check_rate(plan.pca.bolus_rate_ml_h, "pca.bolus_rate", library=False)
 
     def start(self, t: float) -> None:
         self._require({S.PROGRAMMING, S.STANDBY}, "start")
@@ -342,7 +441,7 @@ class Channel:
         """Change the rate of the running continuous step (the caller re-checked DERS)."""
         self._require({S.RUNNING, S.BOLUS}, "titrate")
         assert self.plan is not None
-        self._check_rate(rate_ml_h, "rate")
+        rate_ml_h = self._check_rate(rate_ml_h, "rate")
         step = self.plan.steps[self.step_i]
         if step.kind not in (StepKind.CONTINUOUS, StepKind.BASAL, StepKind.PLATEAU):
             raise CommandRejected(
@@ -371,9 +470,18 @@ class Channel:
             )
         if self._add is not None and self._add.kind is not OverlayKind.EXTENDED:
             raise CommandRejected("bolus", "bolus in progress", "one bolus at a time")
-        self._check_rate(rate_ml_h, "bolus_rate", library=False)  # a bolus runs fast by design
-        if not (math.isfinite(volume_ml) and volume_ml > 0):
-            raise CommandRejected("bolus_volume", volume_ml, "must be finite and > 0 mL")
+        if kind is OverlayKind.EXTENDED and any(
+            o.kind is OverlayKind.EXTENDED for o in self.overlays
+        ):
+            raise CommandRejected("bolus", "extended bolus in progress", "one at a time")
+        rate_ml_h = self._check_rate(rate_ml_h, "bolus_rate", library=False)  # fast by design
+        volume_ml = real(volume_ml, "bolus_volume")
+        if not volume_ml >= self.mech.quantum_ml * (1 - 1e-9):
+            raise CommandRejected(
+                "bolus_volume",
+                volume_ml,
+                f"must be at least one drive step ({self.mech.quantum_ml:g} mL)",
+            )
         assert self.plan is not None
         if kind is OverlayKind.BOLUS and volume_ml > self.plan.envelope.max_bolus_ml * (1 + 1e-9):
             raise CommandRejected(
@@ -417,7 +525,21 @@ class Channel:
     ) -> Overlay:
         """A secondary (piggyback) infusion or a temporary basal over the plan."""
         self._require({S.RUNNING}, kind.value)
-        self._check_rate(rate_ml_h, "rate")
+        rate_ml_h = self._check_rate(rate_ml_h, "rate")
+        if volume_ml is not None:
+            volume_ml = real(volume_ml, "volume")
+            if not volume_ml >= self.mech.quantum_ml * (1 - 1e-9):
+                raise CommandRejected(
+                    "volume",
+                    volume_ml,
+                    f"must be at least one drive step ({self.mech.quantum_ml:g} mL)",
+                )
+        if until_s is not None:
+            until_s = real(until_s, "until")
+            if not until_s > t:
+                raise CommandRejected("duration", until_s - t, "must be > 0 s")
+        if volume_ml is None and until_s is None:
+            raise CommandRejected(kind.value, "", "needs a volume or a duration")
         if self._replace is not None:
             raise CommandRejected(kind.value, self._replace.kind.value, "already running")
         overlay = self._add_overlay(Overlay(kind, rate_ml_h, volume_ml, until_s, label))
@@ -467,19 +589,23 @@ class Channel:
             return "lockout"
         assert plan.drug is not None
         amount = pca.demand_ml * plan.drug.per_ml
-        for meter, limit in self.pca_meters:
-            if meter.amount(t) + amount > limit * (1 + 1e-9):
-                return f"{meter.window_s / 3600.0:g}-hour limit"
+        key = drug_key(plan)
+        assert key is not None
+        over = [
+            name
+            for name, window_s, limit in self.limits
+            if self.ledger.amount(key, t, window_s) + amount > limit * (1 + 1e-9)
+        ]
+        for name in over:
+            if name != CUMULATIVE:
+                return name
         if pca.max_demands is not None:
             recent = sum(
                 1 for r in self.pca_history if r.granted and t - r.t_s < pca.max_demands_window_s
             )
             if recent >= pca.max_demands:
                 return "demand count limit"
-        limit = plan.envelope.window_max_amount
-        if self.meter is not None and self.meter.amount(t) + amount > limit * (1 + 1e-9):
-            return "cumulative limit"
-        return None
+        return CUMULATIVE if over else None
 
     def acknowledge(self, t: float, alarm: Alarm) -> None:
         if self.board.acknowledge(alarm, self.index):
@@ -493,18 +619,23 @@ class Channel:
 
     def occlude(self, t: float) -> None:
         self.emit(t, Event.FAULT_INJECTED.value, {"fault": "occlusion"})
+        self._spill_line()
         self.line = Line.OCCLUDED
         self._recompute()
 
+    def _spill_line(self) -> None:
+        """Volume held behind an occlusion leaves by a disconnected line (lost)."""
+        if self.line is Line.DISCONNECTED and self.stored_ml > 0:
+            self.lost_ml += self.stored_ml
+            self.stored_ml = 0.0
+
     def clear_occlusion(self, t: float) -> None:
-        """The blockage is removed: the pressurised line empties into the patient at once."""
+        """The blockage is removed: the volume stored in the pressurised line (what was
+        pumped against the occlusion, less the back-off) reaches the patient at once."""
         if self.line is not Line.OCCLUDED:
             return
-        bolus = max(
-            0.0,
-            self.mech.compliance_ml_per_mmhg
-            * (self.pressure_mmhg - self.mech.patient_pressure_mmhg),
-        )
+        bolus = self.stored_ml
+        self.stored_ml = 0.0
         self.line = Line.PATENT
         self.patient_ml += bolus
         self.pressure_mmhg = self._patent_pressure()
@@ -514,6 +645,7 @@ class Channel:
     def disconnect(self, t: float) -> None:
         self.emit(t, Event.FAULT_INJECTED.value, {"fault": "disconnection"})
         self.line = Line.DISCONNECTED
+        self._spill_line()
         self.pressure_mmhg = 0.0
         self._recompute()
 
@@ -527,6 +659,9 @@ class Channel:
 
     def air(self, t: float, volume_ul: float) -> None:
         """A bubble passes the air sensor: single-bubble and 15-min accumulated limits."""
+        volume_ul = real(volume_ul, "volume_ul")
+        if volume_ul < 0:
+            raise CommandRejected("volume_ul", volume_ul, "must be >= 0 uL")
         s = self.settings
         self.emit(t, Event.FAULT_INJECTED.value, {"fault": "air", "volume_ul": volume_ul})
         if self.state not in DELIVERING:
@@ -575,6 +710,9 @@ class Channel:
         """Refill the reservoir: compare the volume found with the one expected (a leak or
         catheter sign when they differ by more than 2 mL or 20 %). Returns the difference."""
         self._require({S.IDLE, S.PAUSED, S.PROGRAMMING, S.STANDBY, S.COMPLETE, S.ALARM}, "refill")
+        found_ml, added_ml = real(found_ml, "found"), real(added_ml, "added")
+        if found_ml < 0 or added_ml < 0:
+            raise CommandRejected("refill", min(found_ml, added_ml), "volumes must be >= 0 mL")
         expected = self.reservoir_ml or 0.0
         difference = found_ml - expected
         self.reservoir_ml = found_ml + added_ml
@@ -596,9 +734,14 @@ class Channel:
 
     # ---- rates ---------------------------------------------------------------------------------
 
-    def _check_rate(self, rate_ml_h: float, field: str, library: bool = True) -> None:
-        if not (math.isfinite(rate_ml_h) and rate_ml_h > 0):
+    def _check_rate(self, rate_ml_h: float, field: str, library: bool = True) -> float:
+        rate_ml_h = real(rate_ml_h, field)
+        if not rate_ml_h > 0:
             raise CommandRejected(field, rate_ml_h, "must be a finite rate > 0 mL/h")
+        if rate_ml_h < self.mech.min_rate_ml_h * (1 - 1e-9):
+            raise CommandRejected(
+                field, rate_ml_h, f"below the pump minimum {self.mech.min_rate_ml_h:g} mL/h"
+            )
         if rate_ml_h > self.mech.max_rate_ml_h * (1 + 1e-9):
             raise CommandRejected(
                 field, rate_ml_h, f"above the pump maximum {self.mech.max_rate_ml_h:g} mL/h"
@@ -609,6 +752,7 @@ class Channel:
             and rate_ml_h > self.plan.envelope.max_rate_ml_h * (1 + 1e-9)
         ):
             raise CommandRejected(field, rate_ml_h, "above the hard limit of the drug library")
+        return rate_ml_h
 
     def _add_overlay(self, overlay: Overlay) -> Overlay:
         self._overlay_seq += 1
@@ -643,6 +787,26 @@ class Channel:
             self._base = self._rate = 0.0
         if self.line is not Line.OCCLUDED:
             self.pressure_mmhg = self._patent_pressure()
+        if (
+            self.line is Line.DISCONNECTED
+            and self._rate > 0
+            and self.timers.disconnect_detect is None
+        ):  # flow into an open line: the pressure check finds it within DETECT_S
+            self.timers.disconnect_detect = self.t_s + DETECT_S
+        key = drug_key(self.plan)
+        per_ml = self.plan.drug.per_ml if self.plan is not None and self.plan.drug else 0.0
+        self.ledger.set_rate(self.index, key, self._primary_rate() / 3600.0 * per_ml)
+
+    def _primary_rate(self) -> float:
+        """mL/h of the program's own drug now (the secondary drug is not the program's)."""
+        replace = self._replace
+        if (
+            replace is not None
+            and replace.kind is OverlayKind.SECONDARY
+            and self.state is not S.KVO
+        ):
+            return self._rate - self._base
+        return self._rate
 
     def _patent_pressure(self) -> float:
         if self.line is Line.DISCONNECTED:
@@ -688,11 +852,7 @@ class Channel:
                 r = (self._rate - self._base) if o is self._add else self._base
                 if o.volume_ml is not None and r > 0:
                     soonest = min(soonest, t + o.remaining_ml / (r / 3600.0))
-            primary_s = (
-                self._rate
-                if self._replace is None or self._replace.kind is OverlayKind.TEMP_BASAL
-                else self._rate - self._base
-            ) / 3600.0
+            primary_s = self._primary_rate() / 3600.0
             if plan.vtbi_ml is not None and primary_s > 0:
                 soonest = min(soonest, t + (plan.vtbi_ml - self.program_ml) / primary_s)
         rate_s = rate / 3600.0
@@ -704,26 +864,14 @@ class Channel:
                 ):
                     soonest = min(soonest, t + (self.reservoir_ml - low) / rate_s)
                 soonest = min(soonest, t + self.reservoir_ml / rate_s)
-            if self.line is Line.OCCLUDED:
+            if self.line is Line.OCCLUDED:  # start-up slack is taken up before pressure rises
                 c = self.mech.compliance_ml_per_mmhg
-                soonest = min(
-                    soonest,
-                    t
-                    + max(0.0, self.settings.occlusion_limit_mmhg - self.pressure_mmhg)
-                    * c
-                    / rate_s,
-                )
-            elif self.line is Line.DISCONNECTED and timers.disconnect_detect is None:
-                soonest = min(soonest, t + DETECT_S)
-            if plan.drug is not None:
-                amount_s = rate_s * plan.drug.per_ml
-                env = plan.envelope
-                if self.meter is not None:
-                    soonest = min(
-                        soonest, t + self.meter.time_to_reach(t, amount_s, env.window_max_amount)
-                    )
-                for meter, limit in self.pca_meters:
-                    soonest = min(soonest, t + meter.time_to_reach(t, amount_s, limit))
+                to_limit_ml = max(0.0, self.settings.occlusion_limit_mmhg - self.pressure_mmhg) * c
+                soonest = min(soonest, t + (self.slack_ml + to_limit_ml) / rate_s)
+        key = drug_key(plan)
+        if key is not None and self._primary_rate() > 0:
+            for _, window_s, limit in self.limits:
+                soonest = min(soonest, t + self.ledger.time_to_exceed(key, t, limit, window_s))
         return max(soonest, t)
 
     def advance(self, t1: float) -> None:
@@ -761,21 +909,20 @@ class Channel:
                 self.step_ml += base_vol
                 primary = vol
             self.program_ml += primary
-        if plan.drug is not None and primary > 0:
-            amount_s = primary / dt * plan.drug.per_ml
-            if self.meter is not None:
-                self.meter.record(t0, t1, amount_s)
-            for meter, _ in self.pca_meters:
-                meter.record(t0, t1, amount_s)
-        self._line_flow(vol, dt)
+        key = drug_key(plan)
+        if key is not None and plan.drug is not None:
+            self.ledger.record(key, t0, t1, self._primary_rate() / 3600.0 * plan.drug.per_ml)
+        self._line_flow(vol)
 
-    def _line_flow(self, vol: float, dt: float) -> None:
+    def _line_flow(self, vol: float) -> None:
         """Where the pumped volume went: slack, the line's compliance, or the patient."""
         if self.slack_ml > 0:
             taken = min(self.slack_ml, vol)
             self.slack_ml -= taken
+            self.slack_taken_ml += taken
             vol -= taken
         if self.line is Line.OCCLUDED:
+            self.stored_ml += vol
             self.pressure_mmhg += vol / self.mech.compliance_ml_per_mmhg
         elif self.line is Line.DISCONNECTED:
             self.lost_ml += vol
@@ -810,8 +957,6 @@ class Channel:
         plan = self.plan
         if plan is None or self.state not in DELIVERING:
             return fired
-        if self.line is Line.DISCONNECTED and self._rate > 0 and timers.disconnect_detect is None:
-            timers.disconnect_detect = t + DETECT_S
         if (
             self.line is Line.OCCLUDED
             and self.pressure_mmhg >= self.settings.occlusion_limit_mmhg - 1e-6
@@ -858,13 +1003,14 @@ class Channel:
                     fired = True
             if fired:
                 self._recompute()
-        # Checked on the rate that applies from now on: reaching a limit exactly with
-        # nothing more to deliver (a PCA dose that ends at the limit) stops nothing.
+        # Checked on the rates that apply from now on: a limit reached exactly with nothing
+        # more to deliver (a PCA dose that ends at the limit), or held exactly (each dose
+        # leaving the window as the next one enters), stops nothing.
         if (
             plan.drug is not None
-            and self._rate > 0
+            and self._primary_rate() > 0
             and self.state in DELIVERING
-            and self._window_full(t)
+            and self._window_blocks(t)
         ):
             self._cancel_adding(t, "dose limit")
             self.board.raise_(Alarm.DOSE_LIMIT, t, self.index)
@@ -877,15 +1023,24 @@ class Channel:
             return True
         return fired
 
+    def _window_blocks(self, t: float) -> bool:
+        """Delivering as now would take a window amount above its limit at once."""
+        key = drug_key(self.plan)
+        if key is None:
+            return False
+        return any(
+            self.ledger.time_to_exceed(key, t, limit, window_s) <= EPS_T
+            for _, window_s, limit in self.limits
+        )
+
     def _window_full(self, t: float) -> bool:
-        plan = self.plan
-        assert plan is not None
-        tol = 1e-9
-        if self.meter is not None and self.meter.amount(t) >= plan.envelope.window_max_amount * (
-            1 - tol
-        ):
-            return True
-        return any(meter.amount(t) >= limit * (1 - tol) for meter, limit in self.pca_meters)
+        key = drug_key(self.plan)
+        if key is None:
+            return False
+        return any(
+            self.ledger.amount(key, t, window_s) >= limit * (1 - 1e-9)
+            for _, window_s, limit in self.limits
+        )
 
     def _check_window_allows(self, t: float) -> None:
         if self.plan is None or self.plan.drug is None or not self._window_full(t):
@@ -896,11 +1051,17 @@ class Channel:
 
     def _occlusion_alarm(self, t: float) -> None:
         c = self.mech.compliance_ml_per_mmhg
-        stored_before = max(0.0, c * (self.pressure_mmhg - self.mech.patient_pressure_mmhg))
+        stored_before = self.stored_ml
         self.alarm(Alarm.OCCLUSION_DOWNSTREAM, t, pressure_mmhg=self.pressure_mmhg)
-        backoff = min(self.mech.backoff_ml, stored_before)
+        # A drive that can back off withdraws its usual volume, or more when the line
+        # stores more than the post-occlusion bolus allowed (a high pressure limit).
+        excess = stored_before - self.settings.post_occlusion_bolus_ml
+        can = self.mech.backoff_ml > 0
+        backoff = min(max(self.mech.backoff_ml, excess), stored_before) if can else 0.0
         if backoff > 0:  # withdraw to relieve the line: reduces the bolus at release
             self.pressure_mmhg -= backoff / c
+            self.stored_ml -= backoff
+            self.withdrawn_ml += backoff
             self.emit(
                 t,
                 Event.BACKOFF.value,

@@ -17,12 +17,22 @@ from typing import Any, Protocol
 from openinfusion.errors import InputError
 from openinfusion.pump.alarms import AlarmBoard
 from openinfusion.pump.battery import Battery
-from openinfusion.pump.channel import Channel, ChannelSettings, CommandRejected, State
+from openinfusion.pump.channel import (
+    EPS_T,
+    Channel,
+    ChannelSettings,
+    CommandRejected,
+    State,
+    real,
+)
+from openinfusion.pump.clock import PumpClock
 from openinfusion.pump.codes import Alarm, Event
 from openinfusion.pump.mechanics import Mechanism
 from openinfusion.pump.plan import OverlayKind, Plan
+from openinfusion.pump.window import DoseLedger
 
 MAX_CHANNELS = 4
+MAX_TIME_S = 100 * 365.25 * 86400.0  # pump time stays far from float resolution limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +45,9 @@ class Record:
     data: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, "t_s": self.t_s, "kind": self.kind, **self.data}
+        """``{"seq", "t_s", "kind", "data"}``: the data stays apart, since records carry
+        their own ``kind`` (a step's, a bolus's) that must not hide the record's."""
+        return {"seq": self.seq, "t_s": self.t_s, "kind": self.kind, "data": self.data}
 
 
 class JournalSink(Protocol):
@@ -59,6 +71,7 @@ class Device:
         journal: JournalSink | None = None,
         checkpoint_s: float | None = None,
         listener: Callable[[Record], None] | None = None,
+        clock: PumpClock | None = None,
     ) -> None:
         if not 1 <= len(mechanisms) <= MAX_CHANNELS:
             raise InputError("channels", len(mechanisms), f"must be 1 to {MAX_CHANNELS}")
@@ -75,10 +88,19 @@ class Device:
         # leave at most one minute of delivery unconfirmed (see journal.reservation_ml).
         self.checkpoint_s = (checkpoint_s or 60.0) if journal is not None else None
         self._next_checkpoint = math.inf
+        # End of the earliest displacement reserved at the last commit: commit there.
+        self._commit_by = math.inf
         self.listener = listener
+        self.clock = clock  # wall time for display and schedules only, never for delivery
+        self.ledger = DoseLedger()  # every channel's drug delivery, for shared limits (B-16)
         per_channel = list(settings) if settings else [ChannelSettings() for _ in mechanisms]
+        if len(per_channel) != len(mechanisms):
+            raise InputError(
+                "settings", len(per_channel), f"must be {len(mechanisms)}, one per channel"
+            )
         self.channels = [
-            Channel(i, m, self.board, self._emit, per_channel[i]) for i, m in enumerate(mechanisms)
+            Channel(i, m, self.board, self._emit, per_channel[i], ledger=self.ledger)
+            for i, m in enumerate(mechanisms)
         ]
 
     # ---- records -------------------------------------------------------------------------
@@ -98,6 +120,12 @@ class Device:
         if self._pending or force:
             self.journal.commit(self._pending, self.snapshot())
             self._pending = []
+            # Each channel may move, until its next event, what the snapshot reserved
+            # (journal.reservation): the device commits again by then, whatever happens.
+            self._commit_by = min(
+                (ch.next_event_s() for ch in self.channels if ch.rate_ml_h > 0),
+                default=math.inf,
+            )
         if self.checkpoint_s is not None:
             self._next_checkpoint = self.t_s + self.checkpoint_s
 
@@ -114,8 +142,11 @@ class Device:
         return sum(ch.rate_ml_h for ch in self.channels)
 
     def next_event_s(self) -> float:
-        soonest = min((ch.next_event_s() for ch in self.channels), default=math.inf)
-        soonest = min(soonest, self.board.next_event_s(), self._next_checkpoint)
+        return self._next_event_s([ch.next_event_s() for ch in self.channels])
+
+    def _next_event_s(self, channel_times: list[float]) -> float:
+        soonest = min(channel_times, default=math.inf)
+        soonest = min(soonest, self.board.next_event_s(), self._next_checkpoint, self._commit_by)
         if self.powered and not self.battery.on_mains:
             rate = self.total_rate_ml_h
             for code, runtime in (
@@ -129,6 +160,12 @@ class Device:
 
     def advance_to(self, t_s: float) -> None:
         """Run every channel up to pump time ``t_s`` (s), handling events on the way."""
+        try:
+            t_s = real(t_s, "t_s")
+        except CommandRejected:
+            raise InputError("t_s", repr(t_s), "must be a finite number of seconds") from None
+        if abs(t_s) > MAX_TIME_S:
+            raise InputError("t_s", t_s, "must be within 100 years of pump time")
         if t_s < self.t_s:
             raise InputError(
                 "t_s", t_s, f"is before the pump's time {self.t_s} (time is monotonic)"
@@ -177,6 +214,8 @@ class Device:
         if self.checkpoint_s is not None and t >= self._next_checkpoint - 1e-9:
             self._flush(force=True)
             fired = True
+        elif t >= self._commit_by - EPS_T:
+            self._flush(force=True)
         elif fired:
             self._flush()
         return fired
@@ -187,7 +226,7 @@ class Device:
         rate = self.total_rate_ml_h
         runtime = self.battery.runtime_s(rate)
         fired = False
-        if runtime <= self.battery.low_runtime_s + 1e-6 and not self.board.is_active(
+        if runtime <= self.battery.low_runtime_s + 1e-6 and not self.board.condition(
             Alarm.BATTERY_LOW
         ):
             self.board.raise_(Alarm.BATTERY_LOW, t)
@@ -201,7 +240,7 @@ class Device:
                 },
             )
             fired = True
-        if runtime <= self.battery.depleted_runtime_s + 1e-6 and not self.board.is_active(
+        if runtime <= self.battery.depleted_runtime_s + 1e-6 and not self.board.condition(
             Alarm.BATTERY_DEPLETED
         ):
             self.board.raise_(Alarm.BATTERY_DEPLETED, t)
@@ -230,10 +269,16 @@ class Device:
         return self.channels[index]
 
     def _command(
-        self, name: str, index: int | None, args: dict[str, Any], action: Callable[[], Any]
+        self,
+        name: str,
+        index: int | None,
+        args: dict[str, Any],
+        action: Callable[[], Any],
+        *,
+        unpowered: bool = False,
     ) -> Any:
         """Journal the command, then apply it; a rejected command changes nothing."""
-        if not self.powered:
+        if not self.powered and not unpowered:
             raise CommandRejected(name, "off", "the pump is powered off")
         if index is not None:
             self.channel(index)
@@ -310,6 +355,9 @@ class Device:
         )
 
     def temp_rate(self, index: int, rate_ml_h: float, duration_s: float, **info: Any) -> None:
+        duration_s = real(duration_s, "duration")
+        if not 1.0 <= duration_s <= MAX_TIME_S:
+            raise CommandRejected("duration", duration_s, "must be 1 s to 100 years")
         self._command(
             "temp_rate",
             index,
@@ -344,21 +392,51 @@ class Device:
         self._command("silence", index, {"code": alarm.code}, act)
 
     def set_mains(self, on: bool) -> None:
+        """Connect or disconnect mains. Mains powers a pump whose battery ran out back on;
+        channels stopped by the empty battery come back PAUSED, never delivering by
+        themselves, and the latched battery alarms wait for acknowledgement."""
+        if not isinstance(on, bool):
+            raise InputError("mains", on, "must be true or false")
+
         def act() -> None:
+            if not on and not self.powered:
+                raise CommandRejected("mains", "off", "the pump is powered off")
             self.battery.on_mains = on
             self._emit(self.t_s, Event.POWER.value, {"mains": on})
-            if on and self.board.is_active(Alarm.BATTERY_LOW):
-                self.board.condition_cleared(Alarm.BATTERY_LOW)
+            if not on:
+                return
+            if not self.powered:
+                self.powered = True
+                self._emit(self.t_s, Event.POWER.value, {"state": "on", "reason": "mains"})
+            for code in (Alarm.BATTERY_LOW, Alarm.BATTERY_DEPLETED):
+                if self.board.is_active(code):
+                    self.board.condition_cleared(code)
+                    self._emit(self.t_s, Event.ALARM_CLEARED.value, {"code": code.code})
+            for ch in self.channels:
+                ch.clear_condition(Alarm.BATTERY_DEPLETED, self.t_s)
 
-        self._command("mains", None, {"on": on}, act)
+        self._command("mains", None, {"on": on}, act, unpowered=True)
+
+    def clock_jump(self, offset_s: float, reason: str = "wall clock set") -> None:
+        """The wall clock was stepped by ``offset_s`` (NTP, a user, daylight saving):
+        journaled as a ``clock_jump`` event at the pump's monotonic time. Delivery, dose
+        windows, lockouts and timers run on monotonic time and are unaffected (F-08)."""
+        offset_s = real(offset_s, "offset_s")
+        if self.clock is not None:
+            self.clock.step(self.t_s, offset_s)
+
+        def act() -> None:
+            self._emit(self.t_s, Event.CLOCK_JUMP.value, {"offset_s": offset_s, "reason": reason})
+
+        self._command("clock", None, {"offset_s": offset_s}, act, unpowered=True)
 
     def inject(self, index: int, fault: str, **args: Any) -> None:
         """Inject or clear a fault on a channel (scenarios and tests)."""
-        ch = self.channels[index]
+        ch = self.channel(index)
         actions: dict[str, Callable[[], Any]] = {
             "occlusion": lambda: ch.occlude(self.t_s),
             "clear_occlusion": lambda: ch.clear_occlusion(self.t_s),
-            "air": lambda: ch.air(self.t_s, float(args.get("volume_ul", 300.0))),
+            "air": lambda: ch.air(self.t_s, args.get("volume_ul", 300.0)),
             "clear_air": lambda: ch.clear_air(self.t_s),
             "disconnect": lambda: ch.disconnect(self.t_s),
             "reconnect": lambda: ch.reconnect(self.t_s),
@@ -370,7 +448,9 @@ class Device:
             "sensor_ok": lambda: ch.sensor_stuck(self.t_s, False),
         }
         if fault == "battery_drain":
-            extra = float(args.get("extra_ma", 500.0))
+            extra = real(args.get("extra_ma", 500.0), "extra_ma")
+            if extra < 0:
+                raise CommandRejected("extra_ma", extra, "must be >= 0 mA")
 
             def drain() -> None:
                 self.battery.extra_drain_ma = extra

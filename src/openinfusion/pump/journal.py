@@ -12,11 +12,14 @@ is on disk. Two tables:
 
 :func:`recover` rebuilds the device from the last checkpoint and takes each channel's
 reservation as delivered (the real volume lies between the checkpoint's and the
-reservation; assuming the larger can only under-deliver later, never over-deliver). It
-never restarts delivery: every channel that was running comes back in ALARM with
+reservation; assuming the larger can only under-deliver later, never over-deliver): the
+channel is integrated up to the end of its reservation, so the assumed volume enters the
+VTBI, the step, the bolus and the drug's dose windows like any delivery. It never restarts
+delivery: every channel with a program that was not finished comes back in ALARM with
 ``crash_recovered`` (high priority) and needs a clinician to confirm and resume. An
 interrupted bolus is cancelled, never re-delivered; a loading dose in progress counts as
 given. Commands journaled after the checkpoint did not take effect and are reported.
+Recovery commits in one transaction: a crash during recovery leaves the journal as it was.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ import json
 import math
 import sqlite3
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,12 +51,12 @@ from openinfusion.pump.plan import (
     Step,
     StepKind,
 )
-from openinfusion.pump.window import WindowMeter
+from openinfusion.pump.window import DoseLedger
 
 if TYPE_CHECKING:
-    from openinfusion.pump.device import Device, Record
+    from openinfusion.pump.device import Device, JournalSink, Record
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -78,9 +82,13 @@ class SqliteJournal:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.conn = sqlite3.connect(self.path, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.executescript(_SCHEMA)
+        try:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise InputError("journal", str(path), f"is not a pump journal ({exc})") from None
 
     def close(self) -> None:
         self.conn.close()
@@ -110,22 +118,30 @@ class SqliteJournal:
                 )
 
     def records(self) -> list[dict[str, Any]]:
-        """Every record, CRC-checked, in sequence order."""
+        """Every record, CRC-checked, in sequence order, as ``Record.as_dict`` shapes it:
+        ``{"seq", "t_s", "kind", "data"}``."""
         out = []
-        for seq, t_s, kind, body, crc in self.conn.execute(
-            "SELECT seq, t_s, kind, body, crc FROM records ORDER BY seq"
-        ):
-            if _crc(body) != crc:
+        try:
+            rows = self.conn.execute(
+                "SELECT seq, t_s, kind, body, crc FROM records ORDER BY seq"
+            ).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise InputError("journal", str(self.path), f"cannot be read ({exc})") from None
+        for seq, t_s, kind, body, crc in rows:
+            if not isinstance(body, str) or _crc(body) != crc:
                 raise InputError("journal", f"record {seq}", "failed its CRC check (corrupt)")
-            out.append({"seq": seq, "t_s": t_s, "kind": kind, **json.loads(body)})
+            out.append({"seq": seq, "t_s": t_s, "kind": kind, "data": json.loads(body)})
         return out
 
     def checkpoint(self) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT body, crc FROM checkpoint WHERE id = 1").fetchone()
+        try:
+            row = self.conn.execute("SELECT body, crc FROM checkpoint WHERE id = 1").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise InputError("journal", str(self.path), f"cannot be read ({exc})") from None
         if row is None:
             return None
         body, crc = row
-        if _crc(body) != crc:
+        if not isinstance(body, str) or _crc(body) != crc:
             raise InputError("journal", "checkpoint", "failed its CRC check (corrupt)")
         snap: dict[str, Any] = json.loads(body)
         return snap
@@ -134,8 +150,36 @@ class SqliteJournal:
 # ---- snapshots ---------------------------------------------------------------------------------
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _flat(obj: Any) -> dict[str, Any]:
+    """Fields of a flat dataclass (numbers, text, enums as their values); a snapshot is
+    taken at every commit, so this avoids the deep copies of ``dataclasses.asdict``."""
+    names = _FIELDS.get(type(obj))
+    if names is None:
+        names = _FIELDS[type(obj)] = tuple(f.name for f in dataclasses.fields(obj))
+    out = {}
+    for name in names:
+        value = getattr(obj, name)
+        out[name] = value.value if isinstance(value, Enum) else value
+    return out
+
+
 def _plan_dict(plan: Plan) -> dict[str, Any]:
-    return dataclasses.asdict(plan)
+    pca = plan.pca
+    return {
+        "therapy": plan.therapy,
+        "steps": [_flat(step) for step in plan.steps],
+        "vtbi_ml": plan.vtbi_ml,
+        "kvo_at_end": plan.kvo_at_end,
+        "kvo_rate_ml_h": plan.kvo_rate_ml_h,
+        "repeat_from": plan.repeat_from,
+        "drug": _flat(plan.drug) if plan.drug is not None else None,
+        "envelope": _flat(plan.envelope),
+        "pca": {**_flat(pca), "limits": [list(x) for x in pca.limits]} if pca else None,
+        "label": plan.label,
+    }
 
 
 def _plan_from(data: dict[str, Any]) -> Plan:
@@ -159,39 +203,34 @@ def _plan_from(data: dict[str, Any]) -> Plan:
     )
 
 
-def _meter_dict(meter: WindowMeter | None) -> dict[str, Any] | None:
-    if meter is None:
-        return None
-    return {"window_s": meter.window_s, "segments": [list(s) for s in meter._segments]}
-
-
-def _meter_from(data: dict[str, Any] | None) -> WindowMeter | None:
-    if data is None:
-        return None
-    meter = WindowMeter(data["window_s"])
-    for t0, t1, rate in data["segments"]:
-        meter.record(t0, t1, rate)
-    return meter
+def reservation(ch: Channel, horizon_s: float) -> tuple[float, float]:
+    """(displacement mL, pump time s): the most the channel can have moved before the
+    next commit. The rate is constant until the channel's next event, and the device
+    commits by the earliest such event (``Device._commit_by``), at every command and at
+    every checkpoint."""
+    until = max(ch.t_s, min(ch.next_event_s(), horizon_s))
+    if ch.rate_ml_h <= 0 or math.isinf(until):
+        return ch.ideal_ml, ch.t_s
+    return ch.ideal_ml + ch.rate_ml_h * (until - ch.t_s) / 3600.0, until
 
 
 def reservation_ml(ch: Channel, horizon_s: float) -> float:
-    """Upper bound of the channel's displacement until ``horizon_s`` (rate is constant
-    until the next event, and every event or command commits a new checkpoint)."""
-    until = min(ch.next_event_s(), horizon_s)
-    return ch.ideal_ml + ch.rate_ml_h * max(0.0, until - ch.t_s) / 3600.0
+    """Upper bound of the channel's displacement until ``horizon_s``."""
+    return reservation(ch, horizon_s)[0]
 
 
 def channel_snapshot(ch: Channel, horizon_s: float) -> dict[str, Any]:
+    reserve_ml, reserve_until_s = reservation(ch, horizon_s)
     return {
         "index": ch.index,
         "state": ch.state.value,
-        "mechanism": {**dataclasses.asdict(ch.mech), "kind": ch.mech.kind.value},
-        "settings": dataclasses.asdict(ch.settings),
+        "mechanism": _flat(ch.mech),
+        "settings": _flat(ch.settings),
         "plan": _plan_dict(ch.plan) if ch.plan else None,
         "step_i": ch.step_i,
         "step_started_s": ch.step_started_s,
         "step_ml": ch.step_ml,
-        "overlays": [{**dataclasses.asdict(o), "kind": o.kind.value} for o in ch.overlays],
+        "overlays": [_flat(o) for o in ch.overlays],
         "overlay_seq": ch._overlay_seq,
         "ideal_ml": ch.ideal_ml,
         "program_ml": ch.program_ml,
@@ -200,6 +239,9 @@ def channel_snapshot(ch: Channel, horizon_s: float) -> dict[str, Any]:
         "patient_ml": ch.patient_ml,
         "lost_ml": ch.lost_ml,
         "slack_ml": ch.slack_ml,
+        "slack_taken_ml": ch.slack_taken_ml,
+        "stored_ml": ch.stored_ml,
+        "withdrawn_ml": ch.withdrawn_ml,
         "reservoir_ml": ch.reservoir_ml,
         "line": ch.line.value,
         "pressure_mmhg": ch.pressure_mmhg,
@@ -207,8 +249,7 @@ def channel_snapshot(ch: Channel, horizon_s: float) -> dict[str, Any]:
         "upstream_occluded": ch.upstream_occluded,
         "door_open": ch.door_open,
         "loading_given": ch.loading_given,
-        "meter": _meter_dict(ch.meter),
-        "pca_meters": [[_meter_dict(m), limit] for m, limit in ch.pca_meters],
+        "limits": [list(limit) for limit in ch.limits],
         "pca_history": [[r.t_s, r.granted, r.reason] for r in ch.pca_history],
         "last_grant_s": ch.last_grant_s,
         "timers": {
@@ -218,7 +259,8 @@ def channel_snapshot(ch: Channel, horizon_s: float) -> dict[str, Any]:
             "air": ch.timers.air,
         },
         "rate_ml_h": ch.rate_ml_h,
-        "reserve_ml": reservation_ml(ch, horizon_s),
+        "reserve_ml": reserve_ml,
+        "reserve_until_s": reserve_until_s,
     }
 
 
@@ -230,7 +272,7 @@ def device_snapshot(device: Device) -> dict[str, Any]:
         "t_s": device.t_s,
         "seq": device.seq,
         "powered": device.powered,
-        "battery": dataclasses.asdict(device.battery),
+        "battery": _flat(device.battery),
         "alarms": [
             {
                 "code": a.alarm.name,
@@ -244,6 +286,11 @@ def device_snapshot(device: Device) -> dict[str, Any]:
             for a in device.board.active()
         ],
         "checkpoint_s": device.checkpoint_s,
+        "next_checkpoint_s": device._next_checkpoint
+        if math.isfinite(device._next_checkpoint)
+        else None,
+        "commit_by_s": device._commit_by if math.isfinite(device._commit_by) else None,
+        "ledger": device.ledger.as_dict(),
         "channels": [channel_snapshot(ch, horizon) for ch in device.channels],
     }
 
@@ -262,6 +309,9 @@ def _restore_channel(ch: Channel, s: dict[str, Any]) -> None:
         "patient_ml",
         "lost_ml",
         "slack_ml",
+        "slack_taken_ml",
+        "stored_ml",
+        "withdrawn_ml",
         "reservoir_ml",
         "pressure_mmhg",
         "pressure_stuck",
@@ -272,10 +322,7 @@ def _restore_channel(ch: Channel, s: dict[str, Any]) -> None:
     ):
         setattr(ch, name, s[name])
     ch.line = Line(s["line"])
-    ch.meter = _meter_from(s["meter"])
-    ch.pca_meters = [
-        (m, limit) for data, limit in s["pca_meters"] if (m := _meter_from(data)) is not None
-    ]
+    ch.limits = [(str(name), float(w), float(limit)) for name, w, limit in s["limits"]]
     ch.pca_history = [PcaRecord(t, g, r) for t, g, r in s["pca_history"]]
     t = s["timers"]
     ch.timers = _Timers(
@@ -287,7 +334,11 @@ def _restore_channel(ch: Channel, s: dict[str, Any]) -> None:
     ch._recompute()
 
 
-def restore_device(snapshot: dict[str, Any], journal: SqliteJournal | None = None) -> Device:
+def restore_device(
+    snapshot: dict[str, Any],
+    journal: JournalSink | None = None,
+    listener: Callable[[Record], None] | None = None,
+) -> Device:
     """Rebuild a device exactly as in ``snapshot`` (no recovery policy applied)."""
     from openinfusion.pump.device import Device
 
@@ -305,10 +356,16 @@ def restore_device(snapshot: dict[str, Any], journal: SqliteJournal | None = Non
         serial=snapshot["serial"],
         journal=journal,
         checkpoint_s=snapshot.get("checkpoint_s"),
+        listener=listener,
     )
     device.t_s = snapshot["t_s"]
     device.seq = snapshot["seq"]
     device.powered = snapshot["powered"]
+    if snapshot.get("next_checkpoint_s") is not None and device.checkpoint_s is not None:
+        device._next_checkpoint = snapshot["next_checkpoint_s"]
+    if snapshot.get("commit_by_s") is not None and journal is not None:
+        device._commit_by = snapshot["commit_by_s"]
+    device.ledger = DoseLedger.from_dict(snapshot["ledger"])
     board = AlarmBoard()
     for a in snapshot["alarms"]:
         active = ActiveAlarm(
@@ -324,6 +381,7 @@ def restore_device(snapshot: dict[str, Any], journal: SqliteJournal | None = Non
     device.board = board
     for ch, data in zip(device.channels, snapshot["channels"], strict=True):
         ch.board = board
+        ch.ledger = device.ledger
         ch.t_s = device.t_s
         _restore_channel(ch, data)
     return device
@@ -366,15 +424,37 @@ def recover(path: str | Path) -> Recovery:
     snapshot = journal.checkpoint()
     if snapshot is None:
         raise InputError("journal", str(path), "has no checkpoint: nothing was programmed")
-    records = journal.records()
+    return recover_from(snapshot, journal.records(), journal)
+
+
+def recover_from(
+    snapshot: dict[str, Any],
+    records: list[dict[str, Any]],
+    journal: JournalSink | None = None,
+    listener: Callable[[Record], None] | None = None,
+) -> Recovery:
+    """Recovery from a checkpoint and the records of a journal (see :func:`recover`)."""
     _check_sequence(records)
     last_seq = records[-1]["seq"] if records else 0
     uncertain = [r for r in records if r["seq"] > snapshot["seq"] and r["kind"] == "command"]
-    device = restore_device(snapshot, journal)
+    device = restore_device(snapshot, journal, listener)
     device.seq = max(device.seq, last_seq)
-    channels = []
+    t_checkpoint = device.t_s
+    states = [ch.state for ch in device.channels]
+    confirmed = [ch.ideal_ml for ch in device.channels]
+    # Assume every reservation was delivered: integrate each channel to its end.
+    rate = device.total_rate_ml_h
     for ch, data in zip(device.channels, snapshot["channels"], strict=True):
-        channels.append(_apply_recovery_policy(device, ch, data["reserve_ml"]))
+        until = data["reserve_until_s"]
+        if until > ch.t_s and ch.rate_ml_h > 0:
+            ch.advance(until)
+    device.t_s = max([t_checkpoint, *(ch.t_s for ch in device.channels)])
+    if device.powered:
+        device.battery.advance(device.t_s - t_checkpoint, rate)
+    channels = []
+    for ch, was, before in zip(device.channels, states, confirmed, strict=True):
+        ch.t_s = device.t_s
+        channels.append(_apply_recovery_policy(device, ch, was, before))
     device._emit(
         device.t_s,
         Event.RECOVERED.value,
@@ -394,29 +474,21 @@ def _check_sequence(records: list[dict[str, Any]]) -> None:
             )
 
 
-def _apply_recovery_policy(device: Device, ch: Channel, reserve_ml: float) -> dict[str, Any]:
+RECOVER_FROM = frozenset(
+    {State.RUNNING, State.BOLUS, State.DELAYED, State.KVO, State.PAUSED, State.ALARM}
+)
+
+
+def _apply_recovery_policy(
+    device: Device, ch: Channel, was: State, confirmed_ml: float
+) -> dict[str, Any]:
     t = device.t_s
-    was = ch.state
-    unknown = max(0.0, reserve_ml - ch.ideal_ml)  # delivered or not: assume delivered
     report: dict[str, Any] = {
         "channel": ch.index,
         "state_before": was.value,
-        "confirmed_ml": ch.ideal_ml,
-        "assumed_ml": reserve_ml,
+        "confirmed_ml": confirmed_ml,
+        "assumed_ml": ch.ideal_ml,
     }
-    if unknown > 0:
-        ch.ideal_ml += unknown
-        if ch.reservoir_ml is not None:
-            ch.reservoir_ml = max(0.0, ch.reservoir_ml - unknown)
-        if was is State.KVO:
-            ch.kvo_ml += unknown
-        elif ch.plan is not None and was in (State.RUNNING, State.BOLUS, State.DELAYED):
-            vtbi = ch.plan.vtbi_ml if ch.plan.vtbi_ml is not None else math.inf
-            ch.program_ml = min(ch.program_ml + unknown, vtbi)
-            step = ch.plan.steps[ch.step_i]
-            ch.step_ml += unknown
-            if step.volume_ml is not None:
-                ch.step_ml = min(ch.step_ml, step.volume_ml)
     cancelled = [o for o in ch.overlays if o.adds]
     for overlay in cancelled:  # an interrupted bolus is never re-delivered
         ch.overlays.remove(overlay)
@@ -437,13 +509,12 @@ def _apply_recovery_policy(device: Device, ch: Channel, reserve_ml: float) -> di
             ch.step_i += 1
             ch.step_ml = 0.0
             report["loading_skipped"] = True
-    if was in (State.RUNNING, State.BOLUS, State.DELAYED, State.KVO, State.PAUSED):
-        if was is State.BOLUS:
-            ch.state = State.RUNNING
+    if ch.plan is not None and was in RECOVER_FROM:
         ch.board.raise_(Alarm.CRASH_RECOVERED, t, ch.index)
         ch.emit(t, Event.ALARM.value, {"code": Alarm.CRASH_RECOVERED.code, "priority": "high"})
-        ch.state = State.ALARM
-        ch.emit(t, "state", {"from": was.value, "to": "alarm", "reason": "recovered"})
+        if was is not State.ALARM:
+            ch.state = State.ALARM
+            ch.emit(t, "state", {"from": was.value, "to": "alarm", "reason": "recovered"})
     ch._recompute()
     report["state_after"] = ch.state.value
     return report

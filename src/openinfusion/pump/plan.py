@@ -19,6 +19,16 @@ from enum import StrEnum
 from openinfusion.errors import InputError
 
 
+def _finite(value: object) -> bool:
+    """A real, finite number (bool and text are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 class StepKind(StrEnum):
     DELAY = "delay"
     LOADING = "loading"
@@ -42,11 +52,11 @@ class Step:
     label: str = ""
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.rate_ml_h) and self.rate_ml_h >= 0):
+        if not (_finite(self.rate_ml_h) and self.rate_ml_h >= 0):
             raise InputError("rate", self.rate_ml_h, "must be a finite rate >= 0 mL/h")
         for name in ("volume_ml", "duration_s"):
             value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
+            if value is not None and not (_finite(value) and value > 0):
                 raise InputError(name, value, "must be finite and greater than zero")
 
 
@@ -141,7 +151,7 @@ class Plan:
             raise InputError("program", self.therapy, "has no delivery steps")
         if self.repeat_from is not None and not 0 <= self.repeat_from < len(self.steps):
             raise InputError("repeat_from", self.repeat_from, "must index a step")
-        if self.vtbi_ml is not None and not (math.isfinite(self.vtbi_ml) and self.vtbi_ml > 0):
+        if self.vtbi_ml is not None and not (_finite(self.vtbi_ml) and self.vtbi_ml > 0):
             raise InputError("vtbi", self.vtbi_ml, "must be finite and greater than zero")
         for step in self.steps:
             if step.kind in (StepKind.LOADING, StepKind.DOSE):
