@@ -178,6 +178,26 @@ class NurseSpec(_Spec):
     response: str = "10 min"
 
 
+class InterlockSpec(_Spec):
+    """Respiratory PCA interlock (:mod:`openinfusion.control.pca_interlock`), default off.
+
+    Readings are taken once a minute, so a limit held "for 30 s" is confirmed at the second
+    consecutive reading beyond it. A paused PCA is resumed automatically after
+    ``resume_after`` of normal readings when ``auto_resume``, else by the nurse
+    (``nurse.response`` after the alarm, once the readings are back within limits).
+    """
+
+    enabled: bool = False
+    spo2_below_pct: float | None = Field(default=90.0, ge=0.0, le=100.0)
+    spo2_for: str = "30 s"
+    etco2_above_mmhg: float | None = Field(default=50.0, ge=0.0, le=200.0)
+    etco2_for: str = "0 s"
+    rr_below_bpm: float | None = Field(default=8.0, ge=0.0, le=120.0)
+    rr_for: str = "60 s"
+    auto_resume: bool = False
+    resume_after: str = "10 min"
+
+
 class PcaScenario(_Spec):
     """A PCA trial scenario (docs/pca-trials.md lists every field)."""
 
@@ -194,6 +214,7 @@ class PcaScenario(_Spec):
     respiratory_event: RespiratoryEventSpec = RespiratoryEventSpec()
     faults: list[FaultSpec] = []
     nurse: NurseSpec = NurseSpec()
+    interlock: InterlockSpec | None = None
 
 
 def _problems(exc: ValidationError) -> list[InputError]:
@@ -377,6 +398,7 @@ __all__ = [
     "CovariatesSpec",
     "Fault",
     "FaultSpec",
+    "InterlockSpec",
     "NurseSpec",
     "PainDemand",
     "PainSpec",

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from openinfusion.control.pca_interlock import InterlockLimits, PcaInterlock
 from openinfusion.errors import InputError
 from openinfusion.library import Library, load_library, sample_library
 from openinfusion.library.ders import DersError
@@ -49,11 +50,21 @@ from openinfusion.pump import therapies as T
 from openinfusion.pump.channel import ChannelSettings, CommandRejected, Line, State
 from openinfusion.pump.device import Device
 from openinfusion.pump.mechanics import Mechanism, pca_pump
-from openinfusion.sim.pca_scenario import PainDemand, PcaScenario, Prepared, prepare
+from openinfusion.sim.pca_scenario import (
+    InterlockSpec,
+    PainDemand,
+    PcaScenario,
+    Prepared,
+    prepare,
+)
+from openinfusion.units import Kind, parse_quantity
 
 Array = NDArray[np.float64]
 MG_L_TO_NG_ML = 1000.0
 EPS_S = 1e-6
+# Local: a nurse who finds the interlock still holding (readings not yet normal) looks again
+# after this long.
+INTERLOCK_RECHECK_S = 900.0
 # Sarton 2000 studied young healthy adults; the PK model's own limits (40-150 kg, >= 18 y)
 # bound the cohort.
 SARTON_BOUNDS = CovariateBounds(age_years=(18.0, 100.0), weight_kg=(40.0, 150.0))
@@ -372,6 +383,7 @@ class PcaTrialResult:
     devices: list[Device] = field(repr=False)
     seed: int = 0
     delivery_check_ml: float = 0.0
+    interlock_events: list[list[dict[str, Any]]] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -487,6 +499,34 @@ def _settings(ctx: T.Context, mech: Mechanism) -> ChannelSettings:
     )
 
 
+def interlock_limits(spec: InterlockSpec) -> InterlockLimits:
+    """The interlock limits of a scenario's ``interlock`` field (durations parsed)."""
+
+    def seconds(text: str, name: str) -> float:
+        value = parse_quantity(text, Kind.DURATION, f"interlock.{name}") * 60.0
+        if not 0 <= value <= 24 * 3600:
+            raise InputError(f"interlock.{name}", text, "must be 0 to 24 h")
+        return value
+
+    try:
+        return InterlockLimits(
+            spo2_low_pct=spec.spo2_below_pct,
+            spo2_duration_s=seconds(spec.spo2_for, "spo2_for"),
+            etco2_high_mmhg=spec.etco2_above_mmhg,
+            etco2_high_duration_s=seconds(spec.etco2_for, "etco2_for"),
+            rr_low_bpm=spec.rr_below_bpm,
+            rr_duration_s=seconds(spec.rr_for, "rr_for"),
+            auto_resume=spec.auto_resume,
+            resume_after_normal_s=seconds(spec.resume_after, "resume_after"),
+            # readings come once a minute: stale after two missed ones
+            stale_after_s=150.0,
+        )
+    except InputError as exc:
+        if exc.field.startswith("interlock."):
+            raise
+        raise InputError(f"interlock.{exc.field}", exc.value, exc.rule) from None
+
+
 _sample_library = functools.cache(sample_library)  # a frozen model: safe to share
 
 
@@ -553,6 +593,18 @@ class _Trial:
                 actions.append((f.start_s, 2 * k, p, f.kind, "start"))
                 actions.append((f.stop_s, 2 * k + 1, p, f.kind, "stop"))
         self.fault_actions = sorted(actions)
+        spec = sc.interlock
+        self.interlocks: list[PcaInterlock] | None = None
+        if spec is not None and spec.enabled:
+            limits = interlock_limits(spec)
+            self.interlocks = [PcaInterlock(limits) for _ in range(n)]
+        self.il_paused = np.zeros(n, dtype=bool)
+        self.il_refuse = np.zeros(n, dtype=bool)
+        self.il_paused_min = np.zeros(n, dtype=np.int64)
+        self.il_refused = np.zeros(n, dtype=np.int64)
+        self.il_pending: dict[int, tuple[str, str | None, str]] = {}
+        self.il_nurse_due: dict[int, float] = {}
+        self.il_events: list[list[dict[str, Any]]] = [[] for _ in range(n)]
 
     # -- pump actions ----------------------------------------------------------------------
 
@@ -563,6 +615,9 @@ class _Trial:
             self.nurse_due[i] = times[0] + self.prep.nurse_response_s
 
     def _press(self, i: int, t: float) -> None:
+        if self.il_refuse[i] and not self.il_paused[i]:
+            self.il_refused[i] += 1  # sensor data stale: the demand is not passed on
+            return
         self.pumps.sync(i, t, command=True)
         with contextlib.suppress(CommandRejected):  # the device records a rejected command
             self.pumps.devices[i].demand(0)
@@ -613,14 +668,66 @@ class _Trial:
             for alarm in d.board.active(0):
                 if not alarm.acknowledged:
                     d.acknowledge(0, alarm.alarm)
-            if ch.state is State.PAUSED:
+            if ch.state is State.PAUSED and not self.il_paused[i]:
                 d.resume(0)
         except CommandRejected:
             again = True  # e.g. the dose-limit window is still full
         self.pumps.acted(i)
         self.pumps.new_alarm_times(i)  # alarms already being handled
-        if again or ch.state is State.PAUSED:
+        if again or (ch.state is State.PAUSED and not self.il_paused[i]):
             self.nurse_due[i] = t + 60.0
+
+    # -- respiratory interlock -------------------------------------------------------------
+
+    def _interlock_decide(self, m: int, spo2: Array, etco2: Array, rr: Array) -> None:
+        """Readings at the end of minute ``m``: decisions, acted on at the next minute's start."""
+        if self.interlocks is None:
+            return
+        t = (m + 1) * 60.0
+        for i, il in enumerate(self.interlocks):
+            d = il.update(t, float(spo2[i]), float(etco2[i]), float(rr[i]))
+            self.il_refuse[i] = d.refuse_demands
+            if d.pause and not self.il_paused[i]:
+                self.il_pending[i] = ("pause", d.alarm, d.reason)
+            elif not d.pause and self.il_paused[i]:
+                self.il_pending[i] = ("auto-resume", None, d.reason)
+            if self.il_paused[i]:
+                self.il_paused_min[i] += 1
+
+    def _interlock_act(self, i: int, t: float, what: str, alarm: str | None, why: str) -> None:
+        """Pause or resume pump ``i`` for the interlock, through the pump's own commands."""
+        d = self.pumps.devices[i]
+        ch = d.channels[0]
+        self.pumps.sync(i, t, command=True)
+        done = False
+        with contextlib.suppress(CommandRejected):
+            if what == "pause":
+                self.il_paused[i] = True
+                self.il_nurse_due[i] = t + self.prep.nurse_response_s
+                if ch.state is not State.PAUSED:
+                    d.pause(0)
+                done = True
+            else:
+                self.il_paused[i] = False
+                self.il_nurse_due.pop(i, None)
+                if ch.state is State.PAUSED and not self.fault_on[i]:
+                    d.resume(0)
+                done = True
+        self.pumps.acted(i)
+        self._after(i)
+        event = {"t_min": round(t / 60.0, 3), "event": what, "alarm": alarm, "reason": why}
+        self.il_events[i].append({**event, "pump_command_ok": done})
+
+    def _interlock_nurse(self, i: int, t: float) -> None:
+        """The nurse answers the interlock alarm: resumes once readings are normal."""
+        assert self.interlocks is not None
+        self.il_nurse_due.pop(i, None)
+        if not self.il_paused[i]:
+            return
+        if self.interlocks[i].clinician_resume(t):
+            self._interlock_act(i, t, "clinician-resume", None, "readings normal; nurse resumed")
+        else:
+            self.il_nurse_due[i] = t + INTERLOCK_RECHECK_S
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -655,6 +762,11 @@ class _Trial:
             for i, due in list(self.nurse_due.items()):
                 if due < t1:
                     todo.setdefault(i, []).append((max(due, t0), 0, "nurse", ""))
+            for i, (what, _, _) in self.il_pending.items():
+                todo.setdefault(i, []).append((t0, -1, "interlock", what))
+            for i, due in list(self.il_nurse_due.items()):
+                if due < t1:
+                    todo.setdefault(i, []).append((max(due, t0), 0, "interlock-nurse", ""))
             while f_ptr < len(self.fault_actions) and self.fault_actions[f_ptr][0] < t1:
                 t, _, i, kind, phase = self.fault_actions[f_ptr]
                 todo.setdefault(i, []).append((t, 1, kind, phase))
@@ -676,6 +788,11 @@ class _Trial:
                         self._press(i, t)
                     elif kind == "nurse":
                         self._nurse(i, t)
+                    elif kind == "interlock":
+                        what, alarm, why = self.il_pending.pop(i)
+                        self._interlock_act(i, t, what, alarm, why)
+                    elif kind == "interlock-nurse":
+                        self._interlock_nurse(i, t)
                     else:
                         self._fault(i, t, kind, phase)
             # The minute's end: pumps with an event by then are advanced, others flow on.
@@ -691,6 +808,7 @@ class _Trial:
             rr[:, m + 1] = readings.resp_rate_bpm
             sao2[:, m + 1] = readings.true.sao2_pct
             paco2 = readings.true.paco2_mmhg
+            self._interlock_decide(m, spo2[:, m + 1], etco2[:, m + 1], rr[:, m + 1])
             if progress is not None and (m + 1) % 60 == 0:
                 progress(60)
         if progress is not None and total % 60:
@@ -762,6 +880,12 @@ class _Trial:
                     "alarms": alarms,
                 }
             )
+            if self.interlocks is not None:
+                metrics[-1]["interlock"] = {
+                    "pauses": sum(e["event"] == "pause" for e in self.il_events[i]),
+                    "paused_minutes": int(self.il_paused_min[i]),
+                    "refused_demands_stale": int(self.il_refused[i]),
+                }
         covariates: dict[str, NDArray[Any]] = {
             "age_years": cohort.age_years,
             "female": cohort.female,
@@ -795,6 +919,7 @@ class _Trial:
             devices=self.pumps.devices,
             seed=prep.seed,
             delivery_check_ml=self.pumps.check_ml,
+            interlock_events=self.il_events if self.interlocks is not None else [],
         )
 
 
@@ -875,6 +1000,7 @@ __all__ = [
     "PcaTrialResult",
     "Pd",
     "draw_pd",
+    "interlock_limits",
     "minute_kernel",
     "reported_nrs",
     "run_pca_trial",
