@@ -348,6 +348,21 @@ def test_recovery_cancels_bolus_and_skips_loading() -> None:
     )
 
 
+def test_crash_between_programming_and_start() -> None:
+    """Killed after the program was entered but before START: it comes back programmed,
+    not started, and starts only when the clinician presses START."""
+    sink = Sink()
+    device = Device([lvp()], journal=sink)
+    device.program(0, fluid_plan())
+    result = recover_from(sink.snapshot, sink.rows, None)  # type: ignore[arg-type]
+    ch = result.device.channels[0]
+    assert ch.state is State.PROGRAMMING and ch.rate_ml_h == 0.0
+    result.device.advance_to(600.0)
+    assert ch.ideal_ml == 0.0
+    result.device.start(0)
+    assert ch.state is State.RUNNING
+
+
 def test_uncertain_command_is_reported_not_applied(tmp_path: Path) -> None:
     """A command journaled before it took effect, then a crash: it is reported as
     uncertain and the pump does not apply it by itself."""

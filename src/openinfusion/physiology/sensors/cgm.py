@@ -41,6 +41,7 @@ a patient's numbers depend on the cohort size ``N``.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol, TypeVar
@@ -250,7 +251,7 @@ class _Normals(Protocol):
 # -- random processes on the sample grid, built block by block ------------------------------
 
 
-class _Blocked:
+class _Blocked(ABC):
     """Values on the sample grid ``k = 0, 1, ...`` made in consecutive blocks and cached.
 
     Blocks are always made in order, so the numbers drawn do not depend on how (batch or
@@ -264,12 +265,13 @@ class _Blocked:
         self._blocks: dict[int, Array] = {}
         self._made = 0  # blocks 0 .. _made - 1 have been drawn
 
+    @abstractmethod
     def _edges_min(self, b: int) -> tuple[float, float]:
-        raise NotImplementedError
+        """Start and end of block ``b`` (minutes of wear)."""
 
+    @abstractmethod
     def _make(self, b: int, t_min: Array) -> Array:
         """Block ``b`` at sample times ``t_min``: shape ``(..., N, len(t_min))``."""
-        raise NotImplementedError
 
     def _block_of(self, k: int) -> int:
         b = max(self._made - 1, 0)
