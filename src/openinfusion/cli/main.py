@@ -5,7 +5,15 @@ from __future__ import annotations
 import typer
 
 from openinfusion import __version__
-from openinfusion.cli import dose_cmd, library_cmd, mipd_cmd, pump_cmd, tci_cmd, trial_cmd
+from openinfusion.cli import (
+    aid_cmd,
+    dose_cmd,
+    library_cmd,
+    mipd_cmd,
+    pump_cmd,
+    tci_cmd,
+    trial_cmd,
+)
 from openinfusion.cli._common import JsonOption, handle_errors
 from openinfusion.cli.tour import run_tour
 
@@ -22,6 +30,7 @@ app.add_typer(pump_cmd.app, name="pump")
 app.add_typer(trial_cmd.trial_app, name="trial")
 app.add_typer(mipd_cmd.mipd_app, name="mipd")
 app.add_typer(tci_cmd.tci_app, name="tci")
+app.add_typer(aid_cmd.aid_app, name="aid")
 app.command("patient")(dose_cmd.patient_command)
 
 

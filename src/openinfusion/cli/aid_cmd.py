@@ -1,0 +1,16 @@
+"""``openinfusion aid ...``: automated insulin delivery decisions and personalisation."""
+
+from __future__ import annotations
+
+import typer
+
+aid_app = typer.Typer(
+    help="Automated insulin delivery: controller decisions and profile personalisation "
+    "(docs/aid.md).",
+    no_args_is_help=True,
+)
+
+
+@aid_app.callback()
+def aid_group() -> None:
+    """Automated insulin delivery: controller decisions and profile personalisation."""
