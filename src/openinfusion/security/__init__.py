@@ -1,5 +1,15 @@
 """Keys, signatures and canonical bytes. Imports only layer 0, so every layer may use it."""
 
+from openinfusion.security.audit import (
+    Anchor,
+    AuditEntry,
+    ChainReport,
+    chain_entry,
+    entry_hash,
+    sign_anchor,
+    verify_anchor,
+    verify_chain,
+)
 from openinfusion.security.keys import (
     PrivateKey,
     PublicKey,
@@ -16,20 +26,38 @@ from openinfusion.security.keys import (
     sign,
     verify,
 )
+from openinfusion.security.passwords import (
+    generate_password,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
 
 __all__ = [
+    "Anchor",
+    "AuditEntry",
+    "ChainReport",
     "PrivateKey",
     "PublicKey",
     "b64decode",
     "b64encode",
     "canonical_json",
+    "chain_entry",
+    "entry_hash",
+    "generate_password",
     "generate_private_key",
+    "hash_password",
     "key_id",
     "load_private_key",
     "load_public_key",
+    "needs_rehash",
     "public_bytes",
     "save_private_key",
     "save_public_key",
     "sign",
+    "sign_anchor",
     "verify",
+    "verify_anchor",
+    "verify_chain",
+    "verify_password",
 ]
