@@ -1,0 +1,1 @@
+"""REST routers of the management server, one small module per resource."""

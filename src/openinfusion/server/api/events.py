@@ -1,0 +1,80 @@
+"""Live updates for dashboards as server-sent events (authenticated, unit-scoped).
+
+Each event is one ``data:`` line of JSON (pump updates, alarms, command results, audit
+entries for those who may read the audit). A comment line every 15 s keeps proxies from
+closing the stream, and the token is re-checked then: a revoked or expired token ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+
+from openinfusion.server.api.deps import Principal, bearer_token, get_ctx, require
+from openinfusion.server.context import ServerContext
+from openinfusion.server.permissions import Perm, allowed
+from openinfusion.server.tokens import resolve_token
+
+router = APIRouter(tags=["events"])
+KEEPALIVE_S = 15.0
+
+
+def visible(principal: Principal, ev: dict[str, Any]) -> bool:
+    if ev.get("type") == "audit":
+        return allowed(principal.role, Perm.AUDIT_READ)
+    if ev.get("type") == "command":
+        return allowed(principal.role, Perm.COMMANDS_READ) and _in_scope(principal, ev)
+    return _in_scope(principal, ev)
+
+
+def _in_scope(principal: Principal, ev: dict[str, Any]) -> bool:
+    scope = principal.unit_scope
+    return scope is None or ev.get("unit") == scope
+
+
+def _token_alive(ctx: ServerContext, raw: str) -> bool:
+    with ctx.db.read() as session:
+        return resolve_token(session, raw, ctx.now()) is not None
+
+
+@router.get("/api/events", response_class=StreamingResponse)
+async def events(
+    request: Request,
+    principal: Principal = Depends(require(Perm.EVENTS_READ)),
+    ctx: ServerContext = Depends(get_ctx),
+) -> StreamingResponse:
+    raw = bearer_token(request) or ""
+    sub = ctx.bus.subscribe()
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            yield b": connected\n\n"
+            while True:
+                try:
+                    ev = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    if not await asyncio.to_thread(_token_alive, ctx, raw):
+                        yield b'event: end\ndata: {"reason": "token expired or revoked"}\n\n'
+                        return
+                    yield b": keepalive\n\n"
+                    continue
+                if sub.lagging:
+                    sub.lagging = False
+                    yield b"event: resync\ndata: {}\n\n"
+                if visible(principal, ev):
+                    yield f"data: {json.dumps(ev, separators=(',', ':'))}\n\n".encode()
+        finally:
+            ctx.bus.unsubscribe(sub)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,90 @@
+"""Request size (413) and content type (415) limits, enforced before any handler runs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from openinfusion.server.api.errors import error_body
+
+FORM_PATHS = frozenset({"/api/auth/token"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimits:
+    """Pure ASGI middleware: refuse bodies over ``max_bytes`` and unexpected media types."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                await _reply(send, 400, error_body("content-length", length, "must be a number"))
+                return
+            if int(length) > self.max_bytes:
+                await _reply(
+                    send,
+                    413,
+                    error_body(
+                        "body", f"{length} bytes", f"is over the {self.max_bytes}-byte limit"
+                    ),
+                )
+                return
+        has_body = length not in (None, "0") or "transfer-encoding" in headers
+        if has_body:
+            media = headers.get("content-type", "").split(";")[0].strip().lower()
+            expected = (
+                "application/x-www-form-urlencoded"
+                if scope["path"] in FORM_PATHS
+                else "application/json"
+            )
+            if media != expected:
+                await _reply(send, 415, error_body("content-type", media, f"must be {expected}"))
+                return
+        seen = 0
+        limit = self.max_bytes
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _reply(
+                send,
+                413,
+                error_body("body", f"over {limit} bytes", f"is over the {limit}-byte limit"),
+            )
+
+
+async def _reply(send: Send, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode("utf-8")
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})

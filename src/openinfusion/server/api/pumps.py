@@ -1,0 +1,82 @@
+"""Pumps: list with online state, gaps and channels; one pump; its stored messages."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from openinfusion.server.api.deps import Principal, get_ctx, require
+from openinfusion.server.api.errors import not_found
+from openinfusion.server.api.views import message_view, pump_view
+from openinfusion.server.context import ServerContext
+from openinfusion.server.models import Channel, Infusion, Pump, PumpMessage
+from openinfusion.server.permissions import Perm
+
+router = APIRouter(prefix="/api/pumps", tags=["pumps"])
+
+PUMP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+PumpId = Annotated[str, Path(pattern=PUMP_ID_PATTERN, description="pump id")]
+
+
+def visible_pump(session: Session, principal: Principal, pump_id: str) -> Pump:
+    """The pump if it exists and the principal may see it; the same 404 otherwise (C-11)."""
+    pump = session.get(Pump, pump_id)
+    if pump is None or not principal.sees(pump):
+        raise not_found("pump_id", pump_id)
+    return pump
+
+
+def _views(session: Session, pumps: list[Pump], ctx: ServerContext) -> list[dict[str, Any]]:
+    ids = [p.id for p in pumps]
+    channels: dict[str, list[Channel]] = {i: [] for i in ids}
+    for ch in session.scalars(select(Channel).where(Channel.pump_id.in_(ids))):
+        channels[ch.pump_id].append(ch)
+    inf_ids = [c.infusion_id for cs in channels.values() for c in cs if c.infusion_id]
+    infusions = {i.id: i for i in session.scalars(select(Infusion).where(Infusion.id.in_(inf_ids)))}
+    now = ctx.now()
+    window = ctx.settings.online_window_s
+    return [pump_view(p, channels[p.id], infusions, now, window) for p in pumps]
+
+
+@router.get("")
+def list_pumps(
+    principal: Principal = Depends(require(Perm.PUMPS_READ)),
+    ctx: ServerContext = Depends(get_ctx),
+) -> list[dict[str, Any]]:
+    with ctx.db.read() as session:
+        query = select(Pump).order_by(Pump.id)
+        if principal.unit_scope is not None:
+            query = query.where(Pump.unit == principal.unit_scope)
+        return _views(session, list(session.scalars(query)), ctx)
+
+
+@router.get("/{pump_id}")
+def get_pump(
+    pump_id: PumpId,
+    principal: Principal = Depends(require(Perm.PUMPS_READ)),
+    ctx: ServerContext = Depends(get_ctx),
+) -> dict[str, Any]:
+    with ctx.db.read() as session:
+        return _views(session, [visible_pump(session, principal, pump_id)], ctx)[0]
+
+
+@router.get("/{pump_id}/messages")
+def pump_messages(
+    pump_id: PumpId,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    principal: Principal = Depends(require(Perm.MESSAGES_READ)),
+    ctx: ServerContext = Depends(get_ctx),
+) -> list[dict[str, Any]]:
+    with ctx.db.read() as session:
+        visible_pump(session, principal, pump_id)
+        rows = session.scalars(
+            select(PumpMessage)
+            .where(PumpMessage.pump_id == pump_id, PumpMessage.seq > after_seq)
+            .order_by(PumpMessage.seq)
+            .limit(limit)
+        )
+        return [message_view(m) for m in rows]

@@ -1,0 +1,96 @@
+"""FastAPI application factory: ``create_app(settings)`` prepares storage and wires routers.
+
+On creation it checks the data dir, opens the database, runs Alembic to head, loads (or on
+first start creates) the server key and the first accounts. The event bus and the gateway
+hub start with the application's lifespan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from openinfusion import __version__
+from openinfusion.server.api import (
+    alarms,
+    audit,
+    auth,
+    commands,
+    enrolment,
+    events,
+    health,
+    infusions,
+    pumps,
+    users,
+)
+from openinfusion.server.api.errors import install_handlers
+from openinfusion.server.api.limits import BodyLimits
+from openinfusion.server.bootstrap import Credential, create_first_accounts
+from openinfusion.server.clock import Clock, utc_now
+from openinfusion.server.config import Settings, check_db_url, prepare_data_dir
+from openinfusion.server.context import ServerContext
+from openinfusion.server.db import Database
+from openinfusion.server.events import make_bus
+from openinfusion.server.gateway import GatewayHub
+from openinfusion.server.gateway import router as gateway_router
+from openinfusion.server.migrate import upgrade_to_head
+from openinfusion.server.server_key import load_or_create_server_key
+
+
+def open_context(
+    settings: Settings, clock: Clock = utc_now
+) -> tuple[ServerContext, list[Credential]]:
+    """Storage ready to serve: data dir checked, schema at head, key and first accounts."""
+    prepare_data_dir(settings)
+    url = check_db_url(settings.database_url)
+    db = Database(url)
+    upgrade_to_head(db.engine)
+    key, _created = load_or_create_server_key(settings)
+    ctx = ServerContext(settings=settings, db=db, server_key=key, bus=make_bus(url), clock=clock)
+    return ctx, create_first_accounts(ctx)
+
+
+def create_app(settings: Settings, clock: Clock = utc_now) -> FastAPI:
+    ctx, first_accounts = open_context(settings, clock)
+    hub = GatewayHub(ctx)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await ctx.bus.start()
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await ctx.bus.stop()
+            ctx.db.dispose()
+
+    app = FastAPI(
+        title="openinfusion management server",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    app.state.hub = hub
+    app.state.first_accounts = first_accounts
+    install_handlers(app)
+    app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
+    for module in (
+        health,
+        auth,
+        pumps,
+        alarms,
+        infusions,
+        users,
+        audit,
+        enrolment,
+        commands,
+        events,
+    ):
+        app.include_router(module.router)
+    app.include_router(gateway_router)
+    return app

@@ -1,0 +1,98 @@
+"""One batch of frames from one pump connection: verify, store, audit, publish — one commit.
+
+Runs in a worker thread (signature checks and SQL are blocking). Frames are handled in
+arrival order; the first one that fails (malformed, bad signature, another pump's id, a
+conflicting replay) ends the batch: what came before it is stored and acknowledged, it and
+everything after are not, and the connection is closed so the pump reconnects and replays
+from its outbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from openinfusion.security import FrameRejected, PublicKey, parse_frame, verify_envelope
+from openinfusion.server.context import ServerContext
+from openinfusion.server.models import Pump
+from openinfusion.server.store import Incoming, store_batch
+
+CLOSE_BAD_FRAME = 4400
+CLOSE_AUTH = 4401
+CLOSE_TIMEOUT = 4408
+CLOSE_CONFLICT = 4409
+CLOSE_REPLACED = 4000
+
+
+@dataclass(slots=True)
+class BatchResult:
+    ack_seq: int | None
+    stored: int
+    duplicates: int
+    close_code: int | None = None
+    close_reason: str = ""
+
+
+def handle_batch(
+    ctx: ServerContext, pump_id: str, pump_key: PublicKey, texts: list[str], address: str
+) -> BatchResult:
+    items: list[Incoming] = []
+    rejected: tuple[int, str, dict[str, Any]] | None = None
+    for text in texts:
+        try:
+            frame = parse_frame(text)
+            envelope = verify_envelope(frame, pump_key, pump_id=pump_id)
+        except FrameRejected as exc:
+            code = (
+                CLOSE_AUTH
+                if "sig" in exc.field or "pump_id" in exc.field or ("key_id" in exc.field)
+                else CLOSE_BAD_FRAME
+            )
+            rejected = (code, exc.message, exc.as_dict())
+            break
+        items.append(Incoming(frame, envelope))
+    now = ctx.now()
+    with ctx.db.write() as session:
+        outcome = store_batch(session, pump_id, items, now)
+        pump = session.get(Pump, pump_id)
+        unit = pump.unit if pump is not None else None
+        if outcome.conflict_seq is not None:
+            rejected = (
+                CLOSE_CONFLICT,
+                f"seq {outcome.conflict_seq} differs from the stored envelope",
+                {"seq": outcome.conflict_seq},
+            )
+            ctx.audit(
+                session,
+                f"pump:{pump_id}",
+                "gateway.conflicting_replay",
+                f"pump:{pump_id}",
+                seq=outcome.conflict_seq,
+                address=address,
+            )
+        elif rejected is not None:
+            ctx.audit(
+                session,
+                f"pump:{pump_id}",
+                "gateway.frame_rejected",
+                f"pump:{pump_id}",
+                address=address,
+                error=rejected[2],
+            )
+        if outcome.stored:
+            ctx.bus.publish(
+                session,
+                {
+                    "type": "pump_update",
+                    "pump_id": pump_id,
+                    "unit": unit,
+                    "last_seq": pump.last_seq if pump else None,
+                    "stored": outcome.stored,
+                },
+            )
+        for ev in outcome.events:
+            ctx.bus.publish(session, dict(ev, unit=unit))
+    result = BatchResult(outcome.ack_seq, outcome.stored, outcome.duplicates)
+    if rejected is not None:
+        result.close_code, result.close_reason = rejected[0], rejected[1][:120]
+    return result

@@ -1,0 +1,212 @@
+"""Database tables (SQLAlchemy 2 declarative). The schema itself is created by Alembic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC (portable across SQLite and PostgreSQL), returned timezone-aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use UTC-aware values")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {  # noqa: RUF012 (SQLAlchemy reads it as class data)
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    unit: Mapped[str | None] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class LoginThrottle(Base):
+    __tablename__ = "login_throttle"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime]
+    blocked_until: Mapped[datetime | None]
+
+
+class EnrolmentToken(Base):
+    __tablename__ = "enrolment_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    unit: Mapped[str | None] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    used_by_pump: Mapped[str | None] = mapped_column(String(40))
+
+
+class Pump(Base):
+    __tablename__ = "pumps"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    serial: Mapped[str] = mapped_column(String(64), unique=True)
+    model: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    channel_count: Mapped[int] = mapped_column(Integer)
+    unit: Mapped[str | None] = mapped_column(String(64), index=True)
+    public_key: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(16))
+    enrolled_at: Mapped[datetime]
+    last_seen: Mapped[datetime | None]
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    gaps: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    library_version: Mapped[str | None] = mapped_column(String(64))
+    power: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class PumpMessage(Base):
+    __tablename__ = "pump_messages"
+    __table_args__ = (UniqueConstraint("pump_id", "seq", name="uq_pump_messages_pump_seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pump_id: Mapped[str] = mapped_column(ForeignKey("pumps.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(32))
+    sent_at: Mapped[str] = mapped_column(String(40))
+    received_at: Mapped[datetime]
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    digest: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))
+
+
+class Channel(Base):
+    __tablename__ = "channels"
+    pump_id: Mapped[str] = mapped_column(ForeignKey("pumps.id"), primary_key=True)
+    channel: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[str] = mapped_column(String(32), default="idle")
+    drug: Mapped[str | None] = mapped_column(String(80))
+    dose: Mapped[float | None] = mapped_column(Float)
+    dose_unit: Mapped[str | None] = mapped_column(String(32))
+    rate_ml_h: Mapped[float | None] = mapped_column(Float)
+    volume_infused_ml: Mapped[float | None] = mapped_column(Float)
+    vtbi_remaining_ml: Mapped[float | None] = mapped_column(Float)
+    time_remaining_min: Mapped[float | None] = mapped_column(Float)
+    infusion_id: Mapped[int | None] = mapped_column(ForeignKey("infusions.id"))
+    updated_at: Mapped[datetime]
+    updated_seq: Mapped[int] = mapped_column(Integer)
+
+
+class Infusion(Base):
+    __tablename__ = "infusions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pump_id: Mapped[str] = mapped_column(ForeignKey("pumps.id"), index=True)
+    channel: Mapped[int] = mapped_column(Integer)
+    drug: Mapped[str | None] = mapped_column(String(80))
+    dose: Mapped[float | None] = mapped_column(Float)
+    dose_unit: Mapped[str | None] = mapped_column(String(32))
+    rate_ml_h: Mapped[float | None] = mapped_column(Float)
+    volume_infused_ml: Mapped[float] = mapped_column(Float, default=0.0)
+    dose_delivered: Mapped[float | None] = mapped_column(Float)
+    dose_delivered_unit: Mapped[str | None] = mapped_column(String(32))
+    started_at: Mapped[datetime]
+    started_seq: Mapped[int] = mapped_column(Integer)
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(40))
+
+
+class Alarm(Base):
+    __tablename__ = "alarms"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pump_id: Mapped[str] = mapped_column(ForeignKey("pumps.id"), index=True)
+    channel: Mapped[int | None] = mapped_column(Integer)
+    code: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text)
+    raised_at: Mapped[datetime]
+    raised_seq: Mapped[int] = mapped_column(Integer)
+    cleared_at: Mapped[datetime | None]
+    cleared_seq: Mapped[int | None] = mapped_column(Integer)
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class Command(Base):
+    __tablename__ = "commands"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    pump_id: Mapped[str] = mapped_column(ForeignKey("pumps.id"), index=True)
+    channel: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    issued_by: Mapped[str] = mapped_column(String(64), index=True)
+    issued_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    nonce: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    result_at: Mapped[datetime | None]
+    result_seq: Mapped[int | None] = mapped_column(Integer)
+    delivered_at: Mapped[datetime | None]
+    envelope: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class AuditRecord(Base):
+    __tablename__ = "audit_log"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    ts: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(80))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    object: Mapped[str] = mapped_column(String(200))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditAnchor(Base):
+    """The chain head signed by the server key (one row), updated with every entry."""
+
+    __tablename__ = "audit_anchor"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(128))

@@ -1,0 +1,99 @@
+"""The one permission matrix: which role may do what. Every endpoint checks one permission.
+
+Roles follow least privilege: clinicians act on infusions, the pharmacist on libraries,
+biomedical engineering on devices, the administrator on accounts and the audit trail, and
+``monitor`` (a central-station screen) only reads. No role has every permission.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    NURSE = "nurse"
+    PHYSICIAN = "physician"
+    PHARMACIST = "pharmacist"
+    BIOMED = "biomed"
+    ADMIN = "admin"
+    MONITOR = "monitor"
+
+
+class Perm(StrEnum):
+    PUMPS_READ = "pumps:read"
+    MESSAGES_READ = "messages:read"
+    ALARMS_READ = "alarms:read"
+    ALARMS_ACK = "alarms:ack"
+    INFUSIONS_READ = "infusions:read"
+    COMMANDS_CLINICAL = "commands:clinical"  # pause, resume, stop, titrate, program
+    COMMANDS_LIBRARY = "commands:library"  # activate_library
+    COMMANDS_READ = "commands:read"
+    EVENTS_READ = "events:read"
+    ENROL = "enrolment:issue"
+    USERS_MANAGE = "users:manage"
+    AUDIT_READ = "audit:read"
+
+
+_CLINICAL_READ = {
+    Perm.PUMPS_READ,
+    Perm.ALARMS_READ,
+    Perm.INFUSIONS_READ,
+    Perm.COMMANDS_READ,
+    Perm.EVENTS_READ,
+}
+
+MATRIX: dict[Role, frozenset[Perm]] = {
+    Role.NURSE: frozenset(_CLINICAL_READ | {Perm.ALARMS_ACK, Perm.COMMANDS_CLINICAL}),
+    Role.PHYSICIAN: frozenset(_CLINICAL_READ | {Perm.ALARMS_ACK, Perm.COMMANDS_CLINICAL}),
+    Role.PHARMACIST: frozenset(_CLINICAL_READ | {Perm.COMMANDS_LIBRARY}),
+    Role.BIOMED: frozenset(
+        {
+            Perm.PUMPS_READ,
+            Perm.MESSAGES_READ,
+            Perm.ALARMS_READ,
+            Perm.COMMANDS_READ,
+            Perm.EVENTS_READ,
+            Perm.ENROL,
+            Perm.COMMANDS_LIBRARY,
+        }
+    ),
+    Role.ADMIN: frozenset(
+        {
+            Perm.PUMPS_READ,
+            Perm.MESSAGES_READ,
+            Perm.ALARMS_READ,
+            Perm.COMMANDS_READ,
+            Perm.EVENTS_READ,
+            Perm.ENROL,
+            Perm.USERS_MANAGE,
+            Perm.AUDIT_READ,
+        }
+    ),
+    Role.MONITOR: frozenset(_CLINICAL_READ),
+}
+
+# Roles whose view may be limited to one care unit (user.unit set): those at the bedside.
+UNIT_SCOPED_ROLES = frozenset({Role.NURSE, Role.PHYSICIAN, Role.MONITOR})
+
+# Which permission a remote command action needs.
+ACTION_PERMISSION: dict[str, Perm] = {
+    "pause": Perm.COMMANDS_CLINICAL,
+    "resume": Perm.COMMANDS_CLINICAL,
+    "stop": Perm.COMMANDS_CLINICAL,
+    "titrate": Perm.COMMANDS_CLINICAL,
+    "program": Perm.COMMANDS_CLINICAL,
+    "silence_remote_view": Perm.COMMANDS_CLINICAL,
+    "activate_library": Perm.COMMANDS_LIBRARY,
+}
+
+
+def allowed(role: str, perm: Perm) -> bool:
+    """True when ``role`` holds ``perm`` (an unknown role holds nothing)."""
+    try:
+        return perm in MATRIX[Role(role)]
+    except ValueError:
+        return False
+
+
+def role_names() -> list[str]:
+    return [r.value for r in Role]
