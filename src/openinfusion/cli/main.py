@@ -13,6 +13,7 @@ from openinfusion.cli import (
     pump_cmd,
     tci_cmd,
     trial_cmd,
+    ward_cmd,
 )
 from openinfusion.cli._common import JsonOption, handle_errors
 from openinfusion.cli.tour import run_tour
@@ -32,6 +33,7 @@ app.add_typer(mipd_cmd.mipd_app, name="mipd")
 app.add_typer(tci_cmd.tci_app, name="tci")
 app.add_typer(aid_cmd.aid_app, name="aid")
 app.command("patient")(dose_cmd.patient_command)
+app.command("ward")(ward_cmd.ward_command)
 
 
 @app.command("tour")

@@ -1,0 +1,358 @@
+"""The pumps of the simulated ward: real engine devices programmed through DERS, plus what
+happens at their bedside (faults, PCA demands, a nurse who clears alarms and confirms).
+
+Each :class:`SimPump` is built from a scenario document (docs/pump.md, "Scenario files")
+through :class:`openinfusion.pump.scenario.Run`, so every program is DERS-checked by the
+same builders as ``openinfusion pump run``; nothing starts if the library refuses it. The
+bedside happenings are drawn from a seeded RNG as timed actions in pump seconds, so a ward
+with the same seed does the same things at the same pump times.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from openinfusion.errors import InputError
+from openinfusion.library.ders import DersError
+from openinfusion.pump.channel import CommandRejected, State
+from openinfusion.pump.codes import Alarm
+from openinfusion.pump.scenario import ContinuousSpec, Run, scenario_from_data
+from openinfusion.server.ward.bedside import Bedside
+
+Action = Callable[["SimPump"], None]
+
+
+@dataclass(order=True, slots=True)
+class Timed:
+    t_s: float
+    order: int
+    label: str = field(compare=False)
+    act: Action = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A kind of pump in the ward: what it is and the scenario that programs it."""
+
+    name: str
+    kind: str  # pump kind as enrolled (syringe, lvp, pca, ...)
+    model: str
+    scenario: Callable[[random.Random], dict[str, Any]]
+    happenings: Callable[[random.Random], list[tuple[float, str, Action]]] = lambda rng: []
+
+
+class SimPump:
+    """One simulated pump: device + DERS context + timed bedside happenings."""
+
+    def __init__(self, profile: Profile, serial: str, rng: random.Random) -> None:
+        self.profile = profile
+        self.serial = serial
+        self.rng = rng
+        document = profile.scenario(rng)
+        self.run = Run(scenario_from_data(document))
+        self.device = self.run.device
+        self.device.serial = serial
+        self.bedside = Bedside(
+            self.device,
+            kind=profile.kind,
+            ctx=self.run.ctx,
+            programmed=dict(self.run.programmed),
+        )
+        self._queue: list[Timed] = []
+        self._order = itertools.count()
+        self.log: list[tuple[float, str]] = []
+        for t, label, act in profile.happenings(rng):
+            self.at(t, label, act)
+        self.at(NURSE_ROUND_S, "nurse round", _nurse_round)
+
+    @property
+    def channels(self) -> int:
+        return len(self.device.channels)
+
+    def start(self) -> None:
+        """Load and start every program (DERS already passed when the run was built)."""
+        scenario = self.run.scenario
+        for index, programmed in self.run.programmed.items():
+            self.device.program(index, programmed.plan, **programmed.journal_info())
+            spec = (
+                scenario.program
+                if scenario.program is not None
+                else next(s.program for s in scenario.programs if s.channel == index)
+            )
+            if isinstance(spec, ContinuousSpec) and spec.standby:
+                self.device.standby(index)
+            else:
+                self.device.start(index)
+
+    def at(self, t_s: float, label: str, act: Action) -> None:
+        heapq.heappush(self._queue, Timed(t_s, next(self._order), label, act))
+
+    def advance_to(self, t_s: float) -> None:
+        """Run pump time to ``t_s`` (s), doing each bedside happening at its own time."""
+        while self._queue and self._queue[0].t_s <= t_s:
+            item = heapq.heappop(self._queue)
+            self.device.advance_to(max(item.t_s, self.device.t_s))
+            try:
+                item.act(self)
+                self.log.append((self.device.t_s, item.label))
+            except (CommandRejected, InputError, DersError) as exc:
+                self.log.append((self.device.t_s, f"{item.label} refused: {exc}"))
+        self.device.advance_to(max(t_s, self.device.t_s))
+
+    # ---- bedside actions (a nurse, a patient, a fault) -----------------------------------
+
+    def fault(self, channel: int, fault: str, **args: Any) -> None:
+        self.device.inject(channel, fault, **args)
+
+    def nurse_restores(self, channel: int, fault_cleared: str | None) -> None:
+        """Clear the cause, acknowledge latched alarms, resume if the channel waits paused
+        (never a channel paused from the central station: that waits for a decision)."""
+        d = self.device
+        if fault_cleared is not None:
+            d.inject(channel, fault_cleared)
+        for active in list(d.board.active()):
+            if active.channel in (channel, None) and not active.condition:
+                d.acknowledge(active.channel, active.alarm)
+        if d.channels[channel].state is State.PAUSED and channel not in self.bedside.held:
+            d.resume(channel)
+
+
+NURSE_ROUND_S = 10 * 60.0
+
+
+def _nurse_round(pump: SimPump) -> None:
+    """Every 10 min: change a syringe or reservoir that is low or empty, acknowledge alarms
+    whose condition ended, plug in a pump whose battery is low."""
+    d = pump.device
+    for i, ch in enumerate(d.channels):
+        size = ch.mech.reservoir_ml
+        low = d.board.condition(Alarm.RESERVOIR_LOW, i) or d.board.condition(
+            Alarm.RESERVOIR_EMPTY, i
+        )
+        if size and ch.reservoir_ml is not None and low:
+            was_running = ch.state in (State.RUNNING, State.BOLUS)
+            if was_running:
+                d.pause(i)
+            found, added = ch.reservoir_ml, size - ch.reservoir_ml
+
+            def change(ch: Any = ch, found: float = found, added: float = added) -> float:
+                return float(ch.refill(d.t_s, found, added))
+
+            d._command("refill", i, {"found_ml": found, "added_ml": added}, change)
+            pump.log.append((d.t_s, f"syringe change on channel {i + 1}"))
+            pump.nurse_restores(i, None)
+    if d.board.condition(Alarm.BATTERY_LOW) and not d.battery.on_mains:
+        d.set_mains(True)
+    for active in list(d.board.active()):
+        if not active.condition:
+            d.acknowledge(active.channel, active.alarm)
+    pump.at(d.t_s + NURSE_ROUND_S, "nurse round", _nurse_round)
+
+
+# ---- happenings ------------------------------------------------------------------------------
+
+
+def _fault_cycle(
+    rng: random.Random, fault: str, clear: str | None, channel: int = 0, **args: Any
+) -> list[tuple[float, str, Action]]:
+    """A fault some time in the first hours, then a nurse 2–6 min later."""
+    t = rng.uniform(10 * 60, 3 * 3600)
+    back = t + rng.uniform(120, 360)
+    return [
+        (t, f"fault {fault}", lambda p: p.fault(channel, fault, **args)),
+        (back, f"nurse after {fault}", lambda p: p.nurse_restores(channel, clear)),
+    ]
+
+
+def _battery_cycle(rng: random.Random) -> list[tuple[float, str, Action]]:
+    """A worn battery drains fast until someone plugs the pump in."""
+    t = rng.uniform(5 * 60, 2 * 3600)
+    return [
+        (t, "battery wear", lambda p: p.fault(0, "battery_drain", extra_ma=3000.0)),
+        (t + rng.uniform(2400, 3000), "plugged in", lambda p: p.device.set_mains(True)),
+    ]
+
+
+def _some_fault(rng: random.Random, channel: int = 0) -> list[tuple[float, str, Action]]:
+    roll = rng.random()
+    if roll < 0.35:
+        return _fault_cycle(rng, "occlusion", "clear_occlusion", channel)
+    if roll < 0.55:
+        return _fault_cycle(rng, "air", "clear_air", channel, volume_ul=400.0)
+    if roll < 0.7:
+        return _battery_cycle(rng)
+    return []
+
+
+def _pca_demands(rng: random.Random) -> list[tuple[float, str, Action]]:
+    """Demands as a Poisson process (mean one every 20 min), more in the first hours."""
+    out: list[tuple[float, str, Action]] = []
+    t = 0.0
+    while t < 24 * 3600:
+        mean = 12 * 60 if t < 4 * 3600 else 30 * 60
+        t += rng.expovariate(1.0 / mean)
+        out.append((t, "PCA demand", _demand))
+    return out + _some_fault(rng)
+
+
+def _demand(pump: SimPump) -> None:
+    pump.device.demand(0)
+
+
+# ---- profiles --------------------------------------------------------------------------------
+
+
+def _weight(rng: random.Random, low: float = 55, high: float = 110) -> str:
+    return f"{round(rng.uniform(low, high))} kg"
+
+
+def _icu_vasopressor(rng: random.Random) -> dict[str, Any]:
+    drug = rng.choice(["norepinephrine", "dopamine"])
+    program = (
+        {
+            "drug": "norepinephrine",
+            "concentration": "16 mg/250 mL",
+            "dose": f"{rng.choice([0.05, 0.08, 0.1, 0.15])} mcg/kg/min",
+        }
+        if drug == "norepinephrine"
+        else {
+            "drug": "dopamine",
+            "concentration": "800 mg/250 mL",
+            "dose": f"{rng.choice([3, 5, 8])} mcg/kg/min",
+        }
+    )
+    return {
+        "care_area": "Adult ICU",
+        "patient": {"weight": _weight(rng)},
+        "pump": {"kind": "syringe", "syringe_ml": 50},
+        "duration": "72 h",
+        "program": {"therapy": "continuous", **program},
+    }
+
+
+def _icu_sedation(rng: random.Random) -> dict[str, Any]:
+    drug = rng.choice(["propofol", "dexmedetomidine"])
+    program = (
+        {
+            "drug": "propofol",
+            "concentration": "10 mg/mL",
+            "dose": f"{rng.choice([15, 25, 35])} mcg/kg/min",
+        }
+        if drug == "propofol"
+        else {
+            "drug": "dexmedetomidine",
+            "concentration": "400 mcg/100 mL",
+            "dose": f"{rng.choice([0.3, 0.5, 0.7])} mcg/kg/h",
+        }
+    )
+    return {
+        "care_area": "Adult ICU",
+        "patient": {"weight": _weight(rng)},
+        "pump": {"kind": "syringe", "syringe_ml": 50},
+        "duration": "72 h",
+        "program": {"therapy": "continuous", **program},
+    }
+
+
+def _pca_morphine(rng: random.Random) -> dict[str, Any]:
+    return {
+        "care_area": "Adult Med-Surg",
+        "patient": {"weight": _weight(rng)},
+        "pump": {"kind": "pca"},
+        "duration": "72 h",
+        "program": {
+            "therapy": "pca",
+            "drug": "morphine",
+            "concentration": "1 mg/mL",
+            "demand_dose": "1 mg",
+            "lockout": "10 min",
+            "limit_4h": "10 mg",
+        },
+    }
+
+
+def _lvp_fluids(rng: random.Random) -> dict[str, Any]:
+    return {
+        "override_reason": "maintenance fluid, no drug",
+        "care_area": "Adult ICU",
+        "patient": {"weight": _weight(rng)},
+        "pump": {"kind": "lvp", "channels": 2},
+        "duration": "72 h",
+        "programs": [
+            {
+                "channel": 0,
+                "program": {
+                    "therapy": "continuous",
+                    "rate": f"{rng.choice([75, 100, 125])} mL/h",
+                    "vtbi": "1000 mL",
+                },
+            },
+            {
+                "channel": 1,
+                "program": {
+                    "therapy": "intermittent",
+                    "drug": "piperacillin-tazobactam",
+                    "concentration": "4.5 g/100 mL",
+                    "dose": "4.5 g",
+                    "every": "6 h",
+                    "over": "30 min",
+                },
+            },
+        ],
+    }
+
+
+def _picu_dopamine(rng: random.Random) -> dict[str, Any]:
+    return {
+        "care_area": "PICU",
+        "patient": {"weight": _weight(rng, 8, 30)},
+        "pump": {"kind": "syringe", "syringe_ml": 50},
+        "duration": "72 h",
+        "program": {
+            "therapy": "continuous",
+            "drug": "dopamine",
+            "concentration": "1600 mcg/mL",
+            "dose": f"{rng.choice([3, 5, 7])} mcg/kg/min",
+        },
+    }
+
+
+PROFILES: dict[str, Profile] = {
+    "icu-vasopressor": Profile(
+        "icu-vasopressor", "syringe", "OI-Syringe 50", _icu_vasopressor, _some_fault
+    ),
+    "pca": Profile("pca", "pca", "OI-PCA", _pca_morphine, _pca_demands),
+    "lvp": Profile("lvp", "lvp", "OI-LVP 2ch", _lvp_fluids, _some_fault),
+    "icu-sedation": Profile("icu-sedation", "syringe", "OI-Syringe 50", _icu_sedation, _some_fault),
+    "picu": Profile("picu", "syringe", "OI-Syringe 50", _picu_dopamine, _some_fault),
+}
+
+#: The ward's bed mix, cycled over the number of pumps asked for.
+MIX: tuple[str, ...] = ("icu-vasopressor", "pca", "lvp", "icu-sedation", "picu")
+
+
+def plan_ward(n: int, seed: int) -> list[tuple[str, str, random.Random]]:
+    """(profile name, serial, RNG) for ``n`` pumps; the same seed gives the same ward."""
+    if not 1 <= n <= 500:
+        raise InputError("pumps", n, "must be 1 to 500")
+    out = []
+    for i in range(n):
+        name = MIX[i % len(MIX)]
+        serial = f"SIM-{seed}-{i + 1:03d}"
+        out.append((name, serial, random.Random(f"{seed}:{i}")))
+    return out
+
+
+def build_pump(name: str, serial: str, rng: random.Random) -> SimPump:
+    if name not in PROFILES:
+        raise InputError("profile", name, f"must be one of {', '.join(PROFILES)}")
+    return SimPump(PROFILES[name], serial, rng)
+
+
+def no_communication_active(pump: SimPump) -> bool:
+    return pump.device.board.condition(Alarm.NO_COMMUNICATION)
