@@ -1,0 +1,763 @@
+"""oref0/oref1 ``determine-basal`` as a pure function: glucose, IOB, meal and profile in,
+a temp basal (and optionally a micro-bolus) with its reasons out.
+
+Behaviour follows npm ``oref0`` 0.7.1 ``lib/determine-basal/determine-basal.js``
+(summarised in AID_REFERENCE.md §2.3), re-expressed here; the parity test
+(tests/control/test_oref_parity.py) checks every output field against the package.
+Units: glucose mg/dL, deltas mg/dL per 5 min, insulin U, rates U/h, durations and ages
+min, times ms since the epoch (UTC). Inputs are the reference's JSON objects; a missing
+field behaves as the reference's ``undefined``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from openinfusion.control.aid.oref._js import (
+    NAN,
+    date_string,
+    iso_string,
+    jdiv,
+    jfloor,
+    jmax,
+    jmin,
+    jround,
+    js_str,
+    num,
+    round_to,
+    time_clip,
+    to_fixed,
+    truthy,
+    utc_minutes,
+)
+from openinfusion.control.aid.oref.predict import Predictions, predict
+from openinfusion.control.aid.oref.temp_basal import max_safe_basal, round_basal, set_temp_basal
+
+# Horizon arithmetic of the reference: 24 five-minute steps to bring BG to target in 2 h.
+_STEPS_2H = 24
+_MAX_CARB_ABSORPTION_G_H = 30.0  # ceiling on observed carb impact
+_ASSUMED_CARB_ABSORPTION_G_H = 20.0  # stretches remaining-carb time for large meals
+_MIN_REMAINING_CARB_TIME_H = 3.0
+_NORMAL_TARGET_MG_DL = 100.0  # temp targets are judged high/low against this
+
+
+def _bg_text(value: Any, profile: Mapping[str, Any]) -> Any:
+    """The reference's ``convert_bg``: mmol/L as text with one decimal, else whole mg/dL."""
+    if profile.get("out_units") == "mmol/L":
+        return to_fixed(round_to(num(value) / 18, 1), 1)
+    return jround(num(value))
+
+
+def _smb_enabled(
+    profile: Mapping[str, Any],
+    microbolus_allowed: bool,
+    meal: Mapping[str, Any],
+    bg: float,
+    target_bg: float,
+    high_bg: float,
+) -> bool:
+    """Whether micro-boluses are on: allowed, not blocked by a high temp target or recent
+    Bolus-Wizard use, and one of the enableSMB_* preferences applies."""
+    if not microbolus_allowed:
+        return False
+    if (
+        not truthy(profile.get("allowSMB_with_high_temptarget"))
+        and truthy(profile.get("temptargetSet"))
+        and target_bg > 100
+    ):
+        return False
+    if meal.get("bwFound") is True and profile.get("A52_risk_enable") is False:
+        return False
+    if profile.get("enableSMB_always") is True:
+        return True
+    if profile.get("enableSMB_with_COB") is True and truthy(meal.get("mealCOB")):
+        return True
+    if profile.get("enableSMB_after_carbs") is True and truthy(meal.get("carbs")):
+        return True
+    if (
+        profile.get("enableSMB_with_temptarget") is True
+        and truthy(profile.get("temptargetSet"))
+        and target_bg < 100
+    ):
+        return True
+    return profile.get("enableSMB_high_bg") is True and bg >= high_bg
+
+
+def _keep_or_neutral(
+    result: dict[str, Any],
+    basal: float,
+    profile: Mapping[str, Any],
+    currenttemp: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Let a running temp at scheduled basal continue, else set scheduled basal for 30 min."""
+    running_rate = currenttemp.get("rate")
+    if num(currenttemp.get("duration")) > 15 and round_basal(basal, profile) == round_basal(
+        num(running_rate), profile
+    ):
+        result["reason"] += f", temp {js_str(running_rate)} ~ req {js_str(basal)}U/hr. "
+        return result
+    result["reason"] += f"; setting current basal of {js_str(basal)} as temp. "
+    return set_temp_basal(basal, 30, profile, result, currenttemp)
+
+
+def determine_basal(
+    glucose_status: Mapping[str, Any],
+    currenttemp: Mapping[str, Any],
+    iob_data: Sequence[Mapping[str, Any]],
+    profile: Mapping[str, Any],
+    autosens_data: Mapping[str, Any] | None,
+    meal_data: Mapping[str, Any] | None,
+    microbolus_allowed: bool,
+    current_time_ms: float,
+    reservoir_data: Any = None,
+) -> dict[str, Any]:
+    """One dosing decision (the reference's ``determine_basal``).
+
+    ``glucose_status`` as from :func:`get_last_glucose`; ``currenttemp`` ``{rate U/h,
+    duration min}``; ``iob_data`` the calculate-iob array (the first tick is now, each tick
+    with ``iob`` U, ``activity`` U/min and ``iobWithZeroTemp``); ``profile`` the oref0
+    profile; ``autosens_data`` ``{ratio}`` or None; ``meal_data`` the meal object or None;
+    ``current_time_ms`` the decision time. Returns the reference's fields (``temp``,
+    ``bg``, ``tick``, ``eventualBG``, ``insulinReq``, ``reservoir``, ``deliverAt``,
+    ``sensitivityRatio``, ``predBGs``, ``COB``, ``IOB``, ``BGI``, ``deviation``, ``ISF``,
+    ``CR``, ``target_bg``, ``reason``, ``rate``, ``duration``, ``units``, ``carbsReq``) or
+    ``{"error": ...}``. A field the reference leaves undefined is absent.
+    """
+    meal: Mapping[str, Any] = meal_data if meal_data is not None else {}
+    now_ms = time_clip(num(current_time_ms))
+    deliver_at = iso_string(now_ms)
+    if profile.get("current_basal") is None:
+        return {"error": "Error: could not get current basal rate"}
+    current_basal = num(profile.get("current_basal"))
+    scheduled_basal = round_basal(current_basal, profile)
+    basal = scheduled_basal
+
+    bg_time_ms = time_clip(num(glucose_status.get("date")))
+    min_ago = round_to((now_ms - bg_time_ms) / 60 / 1000, 1)
+    bg_raw = glucose_status.get("glucose")
+    bg = num(bg_raw)
+    noise = num(glucose_status.get("noise"))
+    delta_raw = glucose_status.get("delta")
+    delta = num(delta_raw)
+    short_avg = num(glucose_status.get("short_avgdelta"))
+    long_avg = num(glucose_status.get("long_avgdelta"))
+    tick: Any = "+" + js_str(jround(delta)) if delta > -0.5 else jround(delta)
+    min_delta = jmin(delta, short_avg)
+    min_avg_delta = jmin(short_avg, long_avg)
+    max_delta = jmax(delta, short_avg, long_avg)
+
+    # --- CGM data the loop must not act on: stale, future, error codes, noisy or flat.
+    result: dict[str, Any] = {}
+    if bg <= 10 or bg == 38 or noise >= 3:
+        result["reason"] = "CGM is calibrating, in ??? state, or noise is high"
+    too_flat = (
+        bg > 60
+        and delta == 0
+        and -1 < short_avg < 1
+        and -1 < long_avg < 1
+        and glucose_status.get("device") != "fakecgm"
+    )
+    if min_ago > 12 or min_ago < -5:
+        result["reason"] = (
+            f"If current system time {date_string(now_ms)} is correct, then BG data is too "
+            f"old. The last BG data was read {js_str(min_ago)}m ago at "
+            f"{date_string(bg_time_ms)}"
+        )
+    elif too_flat:
+        last_cal = glucose_status.get("last_cal")
+        if truthy(last_cal) and num(last_cal) < 3:
+            result["reason"] = "CGM was just calibrated"
+        else:
+            result["reason"] = (
+                f"CGM data is unchanged ({js_str(bg_raw)}+{js_str(delta_raw)}) for 5m w/ "
+                f"{js_str(glucose_status.get('short_avgdelta'))} mg/dL ~15m change & "
+                f"{js_str(glucose_status.get('long_avgdelta'))} mg/dL ~45m change"
+            )
+    if bg <= 10 or bg == 38 or noise >= 3 or min_ago > 12 or min_ago < -5 or too_flat:
+        running_rate = currenttemp.get("rate")
+        reason = js_str(result.get("reason"))
+        if num(running_rate) > basal:
+            return {
+                "reason": f"{reason}. Replacing high temp basal of {js_str(running_rate)} "
+                f"with neutral temp of {js_str(basal)}",
+                "deliverAt": deliver_at,
+                "temp": "absolute",
+                "duration": 30,
+                "rate": basal,
+            }
+        if running_rate == 0 and num(currenttemp.get("duration")) > 30:
+            return {
+                "reason": f"{reason}. Shortening {js_str(currenttemp.get('duration'))}m long "
+                "zero temp to 30m. ",
+                "deliverAt": deliver_at,
+                "temp": "absolute",
+                "duration": 30,
+                "rate": 0,
+            }
+        return {
+            "reason": f"{reason}. Temp {js_str(running_rate)} <= current basal "
+            f"{js_str(basal)}U/hr; doing nothing. "
+        }
+
+    # --- Targets, sensitivity ratio (temp target or autosens), ISF.
+    max_iob_raw = profile.get("max_iob")
+    max_iob = num(max_iob_raw)
+    if profile.get("min_bg") is None or profile.get("max_bg") is None:
+        return {"error": "Error: could not determine target_bg. "}
+    min_bg = num(profile.get("min_bg"))
+    max_bg = num(profile.get("max_bg"))
+    high_bg = num(profile.get("enableSMB_high_bg_target"))
+    target_bg = (min_bg + max_bg) / 2
+    temp_target_set = truthy(profile.get("temptargetSet"))
+    raises_sensitivity = truthy(profile.get("exercise_mode")) or truthy(
+        profile.get("high_temptarget_raises_sensitivity")
+    )
+    half_basal_target = (
+        num(profile.get("half_basal_exercise_target"))
+        if truthy(profile.get("half_basal_exercise_target"))
+        else 160.0
+    )
+    autosens_max = num(profile.get("autosens_max"))
+    ratio: Any = None  # undefined unless a temp target or autosens sets it
+    if (raises_sensitivity and temp_target_set and target_bg > _NORMAL_TARGET_MG_DL) or (
+        truthy(profile.get("low_temptarget_lowers_sensitivity"))
+        and temp_target_set
+        and target_bg < _NORMAL_TARGET_MG_DL
+    ):
+        # Exercise (high temp) target: basal fraction c/(c + target - 100), c =
+        # half_basal_exercise_target - 100, so the half-basal target halves basal.
+        c = half_basal_target - _NORMAL_TARGET_MG_DL
+        if c * (c + target_bg - _NORMAL_TARGET_MG_DL) <= 0.0:
+            ratio = autosens_max
+        else:
+            ratio = c / (c + target_bg - _NORMAL_TARGET_MG_DL)
+        ratio = round_to(jmin(ratio, autosens_max), 2)
+    elif autosens_data is not None:
+        ratio = autosens_data.get("ratio")
+    ratio_num = num(ratio)
+    if truthy(ratio):
+        basal = round_basal(current_basal * ratio_num, profile)
+
+    if not temp_target_set and autosens_data is not None:
+        as_ratio = num(autosens_data.get("ratio"))
+        if (truthy(profile.get("sensitivity_raises_target")) and as_ratio < 1) or (
+            truthy(profile.get("resistance_lowers_target")) and as_ratio > 1
+        ):
+            min_bg = round_to(jdiv(min_bg - 60, as_ratio)) + 60
+            max_bg = round_to(jdiv(max_bg - 60, as_ratio)) + 60
+            target_bg = jmax(80, round_to(jdiv(target_bg - 60, as_ratio)) + 60)
+
+    if noise >= 2:
+        multiplier = jmax(1.1, num(profile.get("noisyCGMTargetMultiplier")))
+        min_bg = round_to(jmin(200, min_bg * multiplier))
+        target_bg = round_to(jmin(200, target_bg * multiplier))
+        max_bg = round_to(jmin(200, max_bg * multiplier))
+
+    # Hypo threshold: min_bg 90 -> 65, 100 -> 70, 130 -> 85 mg/dL.
+    threshold = min_bg - 0.5 * (min_bg - 40)
+
+    profile_sens = num(profile.get("sens"))
+    sens = profile_sens
+    if autosens_data is not None:
+        sens = round_to(jdiv(profile_sens, ratio_num), 1)
+
+    # --- IOB: the first tick is now; the rest drive the predictions.
+    if isinstance(iob_data, Mapping) or len(iob_data) <= 1:
+        return {"error": "Error: iob_data missing some property. "}
+    iob_now = iob_data[0]
+    if iob_now.get("activity") is None or iob_now.get("iob") is None:
+        return {"error": "Error: iob_data missing some property. "}
+    iob_raw = iob_now.get("iob")
+    iob = num(iob_raw)
+    last_temp = iob_now.get("lastTemp")
+    last_temp_age = (
+        round_to((now_ms - num(last_temp.get("date"))) / 60000)
+        if isinstance(last_temp, Mapping)
+        else 0.0
+    )
+    result = {"temp": "absolute", "deliverAt": deliver_at}
+    running_rate_raw = currenttemp.get("rate")
+    running_rate = num(running_rate_raw)
+    running_min_raw = currenttemp.get("duration")
+    running_min = num(running_min_raw)
+    if isinstance(last_temp, Mapping):
+        # Safety: the pump's running temp must agree with the pump history.
+        history_rate = last_temp.get("rate")
+        if (
+            microbolus_allowed
+            and (history_rate is None or running_rate != num(history_rate))
+            and last_temp_age > 10
+            and truthy(running_min_raw)
+        ):
+            result["reason"] = (
+                f"Warning: currenttemp rate {js_str(running_rate_raw)} != lastTemp rate "
+                f"{js_str(history_rate)} from pumphistory; canceling temp"
+            )
+            return set_temp_basal(0, 0, profile, result, currenttemp)
+        if running_min > 0:
+            ended_ago = last_temp_age - num(last_temp.get("duration"))
+            if ended_ago > 5 and last_temp_age > 10:
+                result["reason"] = (
+                    "Warning: currenttemp running but lastTemp from pumphistory ended "
+                    f"{js_str(ended_ago)}m ago; canceling temp"
+                )
+                return set_temp_basal(0, 0, profile, result, currenttemp)
+
+    # --- BGI, deviation, eventual BG.
+    bgi = round_to(-num(iob_now.get("activity")) * sens * 5, 2)
+    deviation = round_to(6 * (min_delta - bgi))  # 30 min of the current deviation
+    if deviation < 0:
+        deviation = round_to(6 * (min_avg_delta - bgi))
+        if deviation < 0:
+            deviation = round_to(6 * (long_avg - bgi))
+    if iob > 0:
+        naive_eventual_bg = round_to(bg - iob * sens)
+    else:  # negative IOB: the smaller ISF is the conservative one
+        naive_eventual_bg = round_to(bg - iob * jmin(sens, profile_sens))
+    eventual_bg = naive_eventual_bg + deviation
+    if math.isnan(eventual_bg):
+        result["error"] = "Error: could not calculate eventualBG. "
+        return result
+    expected_delta = round_to(bgi + (target_bg - eventual_bg) / _STEPS_2H, 1)
+
+    result = {
+        "temp": "absolute",
+        "bg": bg_raw,
+        "tick": tick,
+        "eventualBG": eventual_bg,
+        "insulinReq": 0,
+        "reservoir": reservoir_data,
+        "deliverAt": deliver_at,
+    }
+    if ratio is not None:
+        result["sensitivityRatio"] = ratio
+
+    enable_smb = _smb_enabled(profile, microbolus_allowed, meal, bg, target_bg, high_bg)
+    enable_uam = truthy(profile.get("enableUAM"))
+
+    # --- Carb impact now (ci), how long it lasts (cid), and carbs not yet seen absorbing.
+    ci = round_to(min_delta - bgi, 1)
+    uci = ci
+    csf = jdiv(sens, num(profile.get("carb_ratio")))
+    max_ci = round_to(_MAX_CARB_ABSORPTION_G_H * csf * 5 / 60, 1)
+    ci = min(ci, max_ci)
+    meal_cob_raw = meal.get("mealCOB")
+    meal_cob = num(meal_cob_raw)
+    carbs = num(meal.get("carbs"))
+    remaining_ca_time_min_h = _MIN_REMAINING_CARB_TIME_H
+    if truthy(ratio):
+        remaining_ca_time_min_h = jdiv(remaining_ca_time_min_h, ratio_num)
+    remaining_ca_time_h = remaining_ca_time_min_h
+    if truthy(meal.get("carbs")):
+        remaining_ca_time_min_h = jmax(
+            remaining_ca_time_min_h, meal_cob / _ASSUMED_CARB_ABSORPTION_G_H
+        )
+        last_carb_age_min = round_to((now_ms - num(meal.get("lastCarbTime"))) / 60000)
+        remaining_ca_time_h = round_to(remaining_ca_time_min_h + 1.5 * last_carb_age_min / 60, 1)
+    total_ci = jmax(0, ci / 5 * 60 * remaining_ca_time_h / 2)
+    total_ca_g = jdiv(total_ci, csf)
+    carbs_cap_g = 90.0
+    if truthy(profile.get("remainingCarbsCap")):
+        carbs_cap_g = jmin(90, num(profile.get("remainingCarbsCap")))
+    carbs_fraction = 1.0
+    if truthy(profile.get("remainingCarbsFraction")):
+        carbs_fraction = jmin(1, num(profile.get("remainingCarbsFraction")))
+    remaining_carbs_g = jmax(0, meal_cob - total_ca_g - carbs * (1 - carbs_fraction))
+    remaining_carbs_g = jmin(carbs_cap_g, remaining_carbs_g)
+    remaining_ci_peak = jdiv(remaining_carbs_g * csf * 5 / 60, remaining_ca_time_h / 2)
+    slope_from_max = round_to(num(meal.get("slopeFromMaxDeviation")), 2)
+    slope_from_min = round_to(num(meal.get("slopeFromMinDeviation")), 2)
+    slope_from_deviations = jmin(slope_from_max, -slope_from_min / 3)
+    if ci == 0:
+        cid = 0.0
+    else:
+        cid = jmin(remaining_ca_time_h * 60 / 5 / 2, jmax(0, jdiv(meal_cob * csf, ci)))
+
+    pred: Predictions = predict(
+        iob_data,
+        bg,
+        eventual_bg,
+        sens,
+        ci,
+        uci,
+        cid,
+        remaining_ca_time_h,
+        remaining_ci_peak,
+        slope_from_deviations,
+        enable_uam,
+    )
+    carbs_active = truthy(cid) or remaining_ci_peak > 0
+    pred_bgs: dict[str, list[float]] = {}
+    result["predBGs"] = pred_bgs
+    iob_curve = _clip_round(pred.iob)
+    _trim_flat_tail(iob_curve, 12)
+    pred_bgs["IOB"] = iob_curve
+    last_iob_pred_bg = jround(iob_curve[-1])
+    zt_curve = _clip_round(pred.zt)
+    # Stop the zero-temp curve once it is rising and above target.
+    i = len(zt_curve) - 1
+    while i > 6:
+        if zt_curve[i - 1] >= zt_curve[i] or zt_curve[i] <= target_bg:
+            break
+        zt_curve.pop()
+        i -= 1
+    pred_bgs["ZT"] = zt_curve
+    last_cob_pred_bg: float | None = None
+    last_uam_pred_bg: float | None = None
+    cob_curve: list[float] = []
+    cob_shown = meal_cob > 0 and (ci > 0 or remaining_ci_peak > 0)
+    if cob_shown:
+        cob_curve = _clip_round(pred.cob)
+        _trim_flat_tail(cob_curve, 12)
+        pred_bgs["COB"] = cob_curve
+        last_cob_pred_bg = jround(cob_curve[-1])
+        eventual_bg = jmax(eventual_bg, jround(cob_curve[-1]))
+    if ci > 0 or remaining_ci_peak > 0:
+        if enable_uam:
+            uam_curve = _clip_round(pred.uam)
+            _trim_flat_tail(uam_curve, 12)
+            pred_bgs["UAM"] = uam_curve
+            last_uam_pred_bg = jround(uam_curve[-1])
+            if truthy(uam_curve[-1]):
+                eventual_bg = jmax(eventual_bg, jround(uam_curve[-1]))
+        result["eventualBG"] = eventual_bg
+
+    min_iob_pred_bg = jmax(39, pred.min_iob_pred)
+    min_cob_pred_bg = jmax(39, pred.min_cob_pred)
+    min_uam_pred_bg = jmax(39, pred.min_uam_pred)
+    min_pred_bg = jround(min_iob_pred_bg)
+    carbs_left = jdiv(meal_cob, carbs)
+    if min_uam_pred_bg < 999 and min_cob_pred_bg < 999:
+        avg_pred_bg = jround((1 - carbs_left) * pred.last_uam + carbs_left * pred.last_cob)
+    elif min_cob_pred_bg < 999:
+        avg_pred_bg = jround((pred.last_iob + pred.last_cob) / 2)
+    elif min_uam_pred_bg < 999:
+        avg_pred_bg = jround((pred.last_iob + pred.last_uam) / 2)
+    else:
+        avg_pred_bg = jround(pred.last_iob)
+    min_zt_guard_bg = pred.min_zt_guard
+    avg_pred_bg = max(avg_pred_bg, min_zt_guard_bg)
+
+    if carbs_active:
+        if enable_uam:
+            min_guard_bg = carbs_left * pred.min_cob_guard + (1 - carbs_left) * pred.min_uam_guard
+        else:
+            min_guard_bg = pred.min_cob_guard
+    elif enable_uam:
+        min_guard_bg = pred.min_uam_guard
+    else:
+        min_guard_bg = pred.min_iob_guard
+    min_guard_bg = jround(min_guard_bg)
+
+    # Temper a high UAM prediction when the zero-temp curve goes low.
+    min_zt_uam_pred_bg = min_uam_pred_bg
+    if min_zt_guard_bg < threshold:
+        min_zt_uam_pred_bg = (min_uam_pred_bg + min_zt_guard_bg) / 2
+    elif min_zt_guard_bg < target_bg:
+        blend = (min_zt_guard_bg - threshold) / (target_bg - threshold)
+        blended_zt = min_uam_pred_bg * blend + min_zt_guard_bg * (1 - blend)
+        min_zt_uam_pred_bg = (min_uam_pred_bg + blended_zt) / 2
+    elif min_zt_guard_bg > min_uam_pred_bg:
+        min_zt_uam_pred_bg = (min_uam_pred_bg + min_zt_guard_bg) / 2
+    min_zt_uam_pred_bg = jround(min_zt_uam_pred_bg)
+
+    if truthy(meal.get("carbs")):
+        if not enable_uam and min_cob_pred_bg < 999:
+            min_pred_bg = jround(jmax(min_iob_pred_bg, min_cob_pred_bg))
+        elif min_cob_pred_bg < 999:
+            blended = carbs_left * min_cob_pred_bg + (1 - carbs_left) * min_zt_uam_pred_bg
+            min_pred_bg = jround(jmax(min_iob_pred_bg, min_cob_pred_bg, blended))
+        elif enable_uam:
+            min_pred_bg = min_zt_uam_pred_bg
+        else:
+            min_pred_bg = min_guard_bg
+    elif enable_uam:
+        min_pred_bg = jround(jmax(min_iob_pred_bg, min_zt_uam_pred_bg))
+    min_pred_bg = jmin(min_pred_bg, avg_pred_bg)
+    if pred.max_cob_pred > bg:
+        min_pred_bg = jmin(min_pred_bg, pred.max_cob_pred)
+
+    if meal_cob_raw is not None:
+        result["COB"] = meal_cob_raw
+    result["IOB"] = iob_raw
+    result["BGI"] = _bg_text(bgi, profile)
+    result["deviation"] = _bg_text(deviation, profile)
+    result["ISF"] = _bg_text(sens, profile)
+    result["CR"] = round_to(num(profile.get("carb_ratio")), 2)
+    result["target_bg"] = _bg_text(target_bg, profile)
+    reason = (
+        f"COB: {js_str(meal_cob_raw)}, Dev: {js_str(result['deviation'])}, "
+        f"BGI: {js_str(result['BGI'])}, ISF: {js_str(result['ISF'])}, "
+        f"CR: {js_str(result['CR'])}, minPredBG {js_str(_bg_text(min_pred_bg, profile))}, "
+        f"minGuardBG {js_str(_bg_text(min_guard_bg, profile))}, "
+        f"IOBpredBG {js_str(_bg_text(last_iob_pred_bg, profile))}"
+    )
+    if last_cob_pred_bg is not None and last_cob_pred_bg > 0:
+        reason += f", COBpredBG {js_str(_bg_text(last_cob_pred_bg, profile))}"
+    if last_uam_pred_bg is not None and last_uam_pred_bg > 0:
+        reason += f", UAMpredBG {js_str(_bg_text(last_uam_pred_bg, profile))}"
+    reason += "; "
+    result["reason"] = reason
+
+    # --- Carbs needed to avoid a low.
+    carbs_req_bg = naive_eventual_bg
+    if carbs_req_bg < 40:
+        carbs_req_bg = jmin(min_guard_bg, carbs_req_bg)
+    bg_undershoot = threshold - carbs_req_bg
+    scanned = cob_curve if cob_shown else iob_curve
+    minutes_above_threshold = 240
+    for k, value in enumerate(scanned):
+        if value < threshold:
+            minutes_above_threshold = 5 * k
+            break
+    if enable_smb and min_guard_bg < threshold:
+        enable_smb = False
+    # A sudden rise (calibration, sensor filter switching) turns SMB off.
+    if profile.get("maxDelta_bg_threshold") is None:
+        max_delta_fraction = 0.2
+    else:
+        max_delta_fraction = jmin(num(profile.get("maxDelta_bg_threshold")), 0.3)
+    if max_delta > max_delta_fraction * bg:
+        result["reason"] += (
+            f"maxDelta {js_str(_bg_text(max_delta, profile))} > "
+            f"{js_str(100 * max_delta_fraction)}% of BG {js_str(_bg_text(bg, profile))}: "
+            "SMB disabled; "
+        )
+        enable_smb = False
+    zero_temp_effect = current_basal * sens * minutes_above_threshold / 60
+    cob_for_carbs_req = jmax(0, meal_cob - 0.25 * carbs)
+    carbs_req = jround(jdiv(bg_undershoot - zero_temp_effect, csf) - cob_for_carbs_req)
+    if meal.get("reason") == "Could not parse clock data":
+        pass
+    elif carbs_req >= num(profile.get("carbsReqThreshold")) and minutes_above_threshold <= 45:
+        result["carbsReq"] = carbs_req
+        result["reason"] += f"{js_str(carbs_req)} add'l carbs req w/in {minutes_above_threshold}m; "
+
+    # --- Dosing, first matching rule wins.
+    if (
+        bg < threshold
+        and iob < -current_basal * 20 / 60
+        and min_delta > 0
+        and min_delta > expected_delta
+    ):
+        # Very negative IOB and BG rising faster than expected: no suspend.
+        result["reason"] += (
+            f"IOB {js_str(iob_raw)} < {js_str(round_to(-current_basal * 20 / 60, 2))}"
+            f" and minDelta {js_str(_bg_text(min_delta, profile))} > expectedDelta "
+            f"{js_str(_bg_text(expected_delta, profile))}; "
+        )
+    elif bg < threshold or min_guard_bg < threshold:
+        # Predictive low-glucose suspend: zero temp for 30-120 min.
+        result["reason"] += (
+            f"minGuardBG {js_str(_bg_text(min_guard_bg, profile))}<"
+            f"{js_str(_bg_text(threshold, profile))}"
+        )
+        undershoot = target_bg - min_guard_bg
+        duration_req = jround(jdiv(60 * jdiv(undershoot, sens), current_basal))
+        duration_req = jround(duration_req / 30) * 30
+        duration_req = jmin(120, jmax(30, duration_req))
+        return set_temp_basal(0, duration_req, profile, result, currenttemp)
+
+    if truthy(profile.get("skip_neutral_temps")) and utc_minutes(now_ms) >= 55:
+        result["reason"] += f"; Canceling temp at {js_str(utc_minutes(now_ms))}m past the hour. "
+        return set_temp_basal(0, 0, profile, result, currenttemp)
+
+    if eventual_bg < min_bg:
+        result["reason"] += (
+            f"Eventual BG {js_str(_bg_text(eventual_bg, profile))} < "
+            f"{js_str(_bg_text(min_bg, profile))}"
+        )
+        if min_delta > expected_delta and min_delta > 0 and not truthy(carbs_req):
+            if naive_eventual_bg < 40:
+                result["reason"] += ", naive_eventualBG < 40. "
+                return set_temp_basal(0, 30, profile, result, currenttemp)
+            if delta > min_delta:
+                result["reason"] += (
+                    f", but Delta {js_str(_bg_text(tick, profile))} > expectedDelta "
+                    f"{js_str(_bg_text(expected_delta, profile))}"
+                )
+            else:
+                result["reason"] += (
+                    f", but Min. Delta {to_fixed(min_delta, 2)} > Exp. Delta "
+                    f"{js_str(_bg_text(expected_delta, profile))}"
+                )
+            return _keep_or_neutral(result, basal, profile, currenttemp)
+
+        # Low temp: twice the insulin shortfall over 30 min.
+        insulin_req = round_to(2 * jmin(0, jdiv(eventual_bg - target_bg, sens)), 2)
+        naive_insulin_req = round_to(jmin(0, jdiv(naive_eventual_bg - target_bg, sens)), 2)
+        if min_delta < 0 and min_delta > expected_delta:
+            insulin_req = round_to(insulin_req * (min_delta / expected_delta), 2)
+        rate = round_basal(basal + 2 * insulin_req, profile)
+        insulin_scheduled = running_min * (running_rate - basal) / 60
+        if insulin_scheduled < jmin(insulin_req, naive_insulin_req) - basal * 0.3:
+            result["reason"] += (
+                f", {js_str(running_min_raw)}m@{to_fixed(running_rate, 2)} is a lot less "
+                "than needed. "
+            )
+            return set_temp_basal(rate, 30, profile, result, currenttemp)
+        if running_rate_raw is not None and running_min > 5 and rate >= running_rate * 0.8:
+            result["reason"] += f", temp {js_str(running_rate_raw)} ~< req {js_str(rate)}U/hr. "
+            return result
+        if rate <= 0:
+            undershoot = target_bg - naive_eventual_bg
+            duration_req = jround(jdiv(60 * jdiv(undershoot, sens), current_basal))
+            if duration_req < 0:
+                duration_req = 0.0
+            else:
+                duration_req = jmin(120, jmax(0, jround(duration_req / 30) * 30))
+            if duration_req > 0:
+                result["reason"] += f", setting {js_str(duration_req)}m zero temp. "
+                return set_temp_basal(rate, duration_req, profile, result, currenttemp)
+        else:
+            result["reason"] += f", setting {js_str(rate)}U/hr. "
+        return set_temp_basal(rate, 30, profile, result, currenttemp)
+
+    smb_active = microbolus_allowed and enable_smb
+    if min_delta < expected_delta and not smb_active:
+        # Eventual BG is fine but BG is falling faster than expected.
+        if delta < min_delta:
+            result["reason"] += (
+                f"Eventual BG {js_str(_bg_text(eventual_bg, profile))} > "
+                f"{js_str(_bg_text(min_bg, profile))} but Delta "
+                f"{js_str(_bg_text(tick, profile))} < Exp. Delta "
+                f"{js_str(_bg_text(expected_delta, profile))}"
+            )
+        else:
+            result["reason"] += (
+                f"Eventual BG {js_str(_bg_text(eventual_bg, profile))} > "
+                f"{js_str(_bg_text(min_bg, profile))} but Min. Delta {to_fixed(min_delta, 2)}"
+                f" < Exp. Delta {js_str(_bg_text(expected_delta, profile))}"
+            )
+        return _keep_or_neutral(result, basal, profile, currenttemp)
+    if jmin(eventual_bg, min_pred_bg) < max_bg and not smb_active:
+        result["reason"] += (
+            f"{js_str(_bg_text(eventual_bg, profile))}-"
+            f"{js_str(_bg_text(min_pred_bg, profile))} in range: no temp required"
+        )
+        return _keep_or_neutral(result, basal, profile, currenttemp)
+
+    if eventual_bg >= max_bg:
+        result["reason"] += (
+            f"Eventual BG {js_str(_bg_text(eventual_bg, profile))} >= "
+            f"{js_str(_bg_text(max_bg, profile))}, "
+        )
+    if iob > max_iob:
+        result["reason"] += f"IOB {js_str(round_to(iob, 2))} > max_iob {js_str(max_iob_raw)}"
+        return _keep_or_neutral(result, basal, profile, currenttemp)
+
+    # High temp: enough extra insulin to bring the lower prediction to target, within max_iob.
+    insulin_req = round_to(jdiv(jmin(min_pred_bg, eventual_bg) - target_bg, sens), 2)
+    if insulin_req > max_iob - iob:
+        result["reason"] += f"max_iob {js_str(max_iob_raw)}, "
+        insulin_req = max_iob - iob
+    rate = round_basal(basal + 2 * insulin_req, profile)
+    insulin_req = round_to(insulin_req, 3)
+    result["insulinReq"] = insulin_req
+    last_bolus_age_min = round_to((now_ms - num(iob_now.get("lastBolusTime"))) / 60000, 1)
+
+    if microbolus_allowed and enable_smb and bg > threshold:
+        meal_insulin_req = round_to(jdiv(meal_cob, num(profile.get("carb_ratio"))), 3)
+        if profile.get("maxSMBBasalMinutes") is None:
+            max_bolus = round_to(current_basal * 30 / 60, 1)
+        elif iob > meal_insulin_req and iob > 0:
+            # IOB already covers the carbs: limit by the UAM minutes instead.
+            uam_minutes = profile.get("maxUAMSMBBasalMinutes")
+            if truthy(uam_minutes):
+                max_bolus = round_to(current_basal * num(uam_minutes) / 60, 1)
+            else:
+                max_bolus = round_to(current_basal * 30 / 60, 1)
+        else:
+            max_bolus = round_to(current_basal * num(profile.get("maxSMBBasalMinutes")) / 60, 1)
+        bolus_increment = 0.1
+        if truthy(profile.get("bolus_increment")):
+            bolus_increment = num(profile.get("bolus_increment"))
+        steps_per_unit = jdiv(1, bolus_increment)
+        micro_bolus = jdiv(
+            jfloor(jmin(insulin_req / 2, max_bolus) * steps_per_unit), steps_per_unit
+        )
+        # A zero/low temp long enough to bring the mean of naive and IOB predictions to target.
+        worst_case_req = jdiv(target_bg - (naive_eventual_bg + min_iob_pred_bg) / 2, sens)
+        duration_req = jround(jdiv(60 * worst_case_req, current_basal))
+        if insulin_req > 0 and micro_bolus < bolus_increment:
+            duration_req = 0.0
+        low_temp_rate = 0.0
+        if duration_req <= 0:
+            duration_req = 0.0
+        elif duration_req >= 30:
+            duration_req = jmin(60, jmax(0, jround(duration_req / 30) * 30))
+        else:
+            low_temp_rate = round_to(basal * duration_req / 30, 2)
+            duration_req = 30.0
+        result["reason"] += f" insulinReq {js_str(insulin_req)}"
+        if micro_bolus >= max_bolus:
+            result["reason"] += f"; maxBolus {js_str(max_bolus)}"
+        if duration_req > 0:
+            result["reason"] += (
+                f"; setting {js_str(duration_req)}m low temp of {js_str(low_temp_rate)}U/h"
+            )
+        result["reason"] += ". "
+        smb_interval_min = 3.0
+        if truthy(profile.get("SMBInterval")):
+            smb_interval_min = jmin(10, jmax(1, num(profile.get("SMBInterval"))))
+        if last_bolus_age_min > smb_interval_min:
+            if micro_bolus > 0:
+                result["units"] = micro_bolus
+                result["reason"] += f"Microbolusing {js_str(micro_bolus)}U. "
+        else:
+            wait_min = jround(smb_interval_min - last_bolus_age_min)
+            wait_s = _js_mod(jround((smb_interval_min - last_bolus_age_min) * 60), 60)
+            result["reason"] += (
+                f"Waiting {js_str(wait_min)}m {js_str(wait_s)}s to microbolus again. "
+            )
+        if duration_req > 0:
+            result["rate"] = low_temp_rate
+            result["duration"] = duration_req
+            return result
+
+    cap = max_safe_basal(profile)
+    if rate > cap:
+        result["reason"] += f"adj. req. rate: {js_str(rate)} to maxSafeBasal: {js_str(cap)}, "
+        rate = round_basal(cap, profile)
+    insulin_scheduled = running_min * (running_rate - basal) / 60
+    if insulin_scheduled >= insulin_req * 2:
+        result["reason"] += (
+            f"{js_str(running_min_raw)}m@{to_fixed(running_rate, 2)} > 2 * insulinReq. "
+            f"Setting temp basal of {js_str(rate)}U/hr. "
+        )
+        return set_temp_basal(rate, 30, profile, result, currenttemp)
+    if running_min_raw is None or running_min == 0:
+        result["reason"] += f"no temp, setting {js_str(rate)}U/hr. "
+        return set_temp_basal(rate, 30, profile, result, currenttemp)
+    if running_min > 5 and round_basal(rate, profile) <= round_basal(running_rate, profile):
+        result["reason"] += f"temp {js_str(running_rate_raw)} >~ req {js_str(rate)}U/hr. "
+        return result
+    result["reason"] += f"temp {js_str(running_rate_raw)}<{js_str(rate)}U/hr. "
+    return set_temp_basal(rate, 30, profile, result, currenttemp)
+
+
+def _js_mod(x: float, m: float) -> float:
+    """JavaScript ``%``: the sign follows the dividend."""
+    if math.isnan(x):
+        return NAN
+    return math.fmod(x, m)
+
+
+def _clip_round(values: list[float]) -> list[float]:
+    """Predicted BGs as displayed: whole mg/dL within 39-401."""
+    out = []
+    for p in values:
+        out.append(jround(jmin(401, jmax(39, p))))
+    return out
+
+
+def _trim_flat_tail(curve: list[float], keep: int) -> None:
+    """Drop trailing repeats of the last value, keeping at least ``keep`` + 1 points."""
+    i = len(curve) - 1
+    while i > keep:
+        if curve[i - 1] != curve[i]:
+            break
+        curve.pop()
+        i -= 1
