@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from openinfusion.cli import aid_personalise_cmd
+
 aid_app = typer.Typer(
     help="Automated insulin delivery: controller decisions and profile personalisation "
     "(docs/aid.md).",
@@ -14,3 +16,6 @@ aid_app = typer.Typer(
 @aid_app.callback()
 def aid_group() -> None:
     """Automated insulin delivery: controller decisions and profile personalisation."""
+
+
+aid_personalise_cmd.register(aid_app)
