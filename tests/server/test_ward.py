@@ -1,0 +1,136 @@
+"""The simulated ward: real engine pumps through DERS, each with its own link.
+
+RELIABILITY I3 (every stop or state change is an event that reaches the server), F-15/F-16
+and battery faults (alarms happen and are reported), F-10 (the link never changes what a
+pump delivers: the same seed gives the same delivery with or without a server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+
+import httpx
+import pytest
+
+from openinfusion.errors import InputError
+from openinfusion.security import b64encode, public_bytes
+from openinfusion.server.ward.outbox import Outbox
+from openinfusion.server.ward.pumps import MIX, PROFILES, build_pump, plan_ward
+from openinfusion.server.ward.ward import Ward, WardOptions, bearer_token, enrolment_token
+from tests.server._receiver import Receiver
+from tests.server.test_link import SERVER_KEY
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_every_profile_passes_ders_and_runs_a_day(name: str) -> None:
+    pump = build_pump(name, "SER-1", random.Random(7))
+    pump.start()
+    pump.advance_to(24 * 3600.0)
+    d = pump.device
+    assert d.t_s == 24 * 3600.0
+    assert sum(ch.pumped_ml for ch in d.channels) > 0
+    for ch in d.channels:  # I1: never more than the programme allows
+        if ch.plan is not None and ch.plan.vtbi_ml is not None:
+            assert ch.program_ml <= ch.plan.vtbi_ml + 1e-9
+    body = pump.bedside.status_body()
+    json.dumps(body, allow_nan=False)
+
+
+def test_same_seed_same_ward() -> None:
+    def records(seed: int) -> list[tuple[str, float, str]]:
+        out = []
+        for name, serial, rng in plan_ward(5, seed):
+            pump = build_pump(name, serial, rng)
+            pump.start()
+            pump.advance_to(8 * 3600.0)
+            out += [(serial, r.t_s, r.kind) for r in pump.device.records]
+        return out
+
+    assert records(3) == records(3)
+    assert records(3) != records(4)
+
+
+def test_plan_ward_mixes_kinds_and_checks_n() -> None:
+    names = [name for name, _, _ in plan_ward(10, 1)]
+    assert set(names) == set(MIX)
+    with pytest.raises(InputError, match="pumps"):
+        plan_ward(0, 1)
+
+
+def test_ward_over_real_sockets_reports_everything(tmp_path: Path) -> None:
+    """Every pump connects with its own key, sends status, events and alarms with
+    continuous seqs; pump time follows speed × wall time."""
+
+    async def main() -> None:
+        receiver = Receiver(SERVER_KEY)
+        await receiver.start()
+        options = WardOptions(
+            server_url=receiver.url,
+            data_dir=tmp_path,
+            pumps=5,
+            speed=3600.0,
+            seed=2,
+            duration_s=4.0,
+            status_every_s=0.5,
+            heartbeat_every_s=1.0,
+            tick_s=0.1,
+        )
+        for i, (_, serial, _) in enumerate(plan_ward(5, 2)):
+            outbox = Outbox(tmp_path / serial)
+            pump_id = f"P-W{i}"
+            outbox.pin_server(
+                pump_id, b64encode(public_bytes(SERVER_KEY.public_key())), receiver.url
+            )
+            receiver.add_pump(pump_id, outbox.key.public_key())
+            outbox.close()
+        try:
+            summary = await Ward(options).run()
+        finally:
+            await receiver.stop()
+        assert len(summary["pumps"]) == 5
+        alarms = 0
+        for p in summary["pumps"]:
+            rec = receiver.pumps[p["pump_id"]]
+            assert sorted(rec.stored) == list(range(1, max(rec.stored) + 1))
+            assert rec.of_type("status"), p
+            kinds = {f["body"]["kind"] for f in rec.of_type("event")}
+            assert "started" in kinds
+            alarms += len(rec.of_type("alarm"))
+            assert 2.5 <= p["pump_time_h"] <= 4.5, p
+            assert rec.tampered == 0
+        assert alarms > 0
+
+    asyncio.run(main())
+
+
+def test_credentials_give_enrolment_tokens(tmp_path: Path) -> None:
+    creds = tmp_path / "demo-credentials.json"
+    creds.write_text(
+        json.dumps(
+            [
+                {"username": "nurse1", "password": "n", "role": "nurse"},
+                {"username": "biomed1", "password": "b", "role": "biomed"},
+            ]
+        )
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/auth/token":
+            assert b"username=biomed1" in request.content
+            return httpx.Response(200, json={"access_token": "abc", "token_type": "bearer"})
+        assert request.headers["authorization"] == "Bearer abc"
+        return httpx.Response(201, json={"token": "one-time", "expires_at": "x"})
+
+    async def main() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            bearer = await bearer_token(client, "http://s", creds)
+            assert await enrolment_token(client, "http://s", bearer) == "one-time"
+        creds.write_text("[]")
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            with pytest.raises(InputError, match="biomed"):
+                await bearer_token(client, "http://s", creds)
+
+    asyncio.run(main())
