@@ -34,3 +34,8 @@ def missing_count(gaps: Ranges) -> int:
 def as_display(gaps: Ranges) -> list[int | list[int]]:
     """Single missing seqs as numbers, longer runs as ``[lo, hi]``."""
     return [lo if lo == hi else [lo, hi] for lo, hi in gaps]
+
+
+def contiguous_until(gaps: Ranges, last_seq: int) -> int:
+    """Highest n such that every seq 1..n is stored: what a pump may forget (welcome)."""
+    return min(lo for lo, _ in gaps) - 1 if gaps else last_seq

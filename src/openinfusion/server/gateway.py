@@ -37,6 +37,7 @@ from openinfusion.server.gateway_batch import (
     CLOSE_TIMEOUT,
     handle_batch,
 )
+from openinfusion.server.gaps import contiguous_until
 from openinfusion.server.models import Command, Pump
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,9 @@ def _welcomed(ctx: ServerContext, pump_id: str) -> int:
         assert pump is not None
         pump.last_seen = ctx.now()
         ctx.bus.publish(session, {"type": "pump_connected", "pump_id": pump_id, "unit": pump.unit})
-        return pump.last_seq
+        # Highest *contiguous* seq: the pump deletes its outbox up to it, so a seq missing
+        # below last_seq must be sent again, not forgotten.
+        return contiguous_until(list(pump.gaps or []), pump.last_seq)
 
 
 @router.websocket("/api/gateway/ws")
