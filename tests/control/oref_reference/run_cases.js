@@ -31,6 +31,16 @@ function evaluate(c) {
   return { glucose_status: status, result: rT };
 }
 
+// Helper cases: {"helper": {rate, duration, profile, currenttemp}} runs round_basal and
+// setTempBasal on a result that already has a reason.
+const roundBasal = require(path.join(dir, 'lib/round-basal'));
+function evaluateHelper(h) {
+  const rT = tempBasalFunctions.setTempBasal(h.rate, h.duration, h.profile, { reason: 'r' },
+    h.currenttemp);
+  return { round_basal: roundBasal(h.rate, h.profile),
+    max_safe_basal: tempBasalFunctions.getMaxSafeBasal(h.profile), set_temp: rT };
+}
+
 let input = '';
 process.stdin.setEncoding('utf8');
 process.stdin.on('data', (chunk) => { input += chunk; });
@@ -39,7 +49,7 @@ process.stdin.on('end', () => {
   const results = [];
   for (const c of cases) {
     try {
-      results.push(JSON.parse(JSON.stringify(evaluate(c))));
+      results.push(JSON.parse(JSON.stringify(c.helper ? evaluateHelper(c.helper) : evaluate(c))));
     } catch (e) {
       results.push({ exception: String(e) });
     }
@@ -47,6 +57,7 @@ process.stdin.on('end', () => {
   // Timing: determine-basal alone, on glucose statuses prepared beforehand.
   const prepared = [];
   for (const c of cases) {
+    if (c.helper) continue;
     try {
       prepared.push([getLastGlucose(JSON.parse(JSON.stringify(c.glucose))), c,
         c.meal === null || c.meal === undefined ? {} : c.meal, new Date(c.currentTime)]);
