@@ -32,7 +32,7 @@ from openinfusion.control.aid.oref import (
     set_temp_basal,
     to_json,
 )
-from openinfusion.control.aid.oref._js import js_str, jround, to_fixed
+from openinfusion.control.aid.oref._js import jround, js_str, to_fixed
 from tests.control.oref_cases import make_case, make_cases
 
 ROOT = Path(__file__).resolve().parents[2]
