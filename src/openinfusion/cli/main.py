@@ -11,6 +11,7 @@ from openinfusion.cli import (
     library_cmd,
     mipd_cmd,
     pump_cmd,
+    server_cmd,
     tci_cmd,
     trial_cmd,
     ward_cmd,
@@ -33,6 +34,8 @@ app.add_typer(mipd_cmd.mipd_app, name="mipd")
 app.add_typer(tci_cmd.tci_app, name="tci")
 app.add_typer(aid_cmd.aid_app, name="aid")
 app.command("patient")(dose_cmd.patient_command)
+app.command("serve")(server_cmd.serve_command)
+app.add_typer(server_cmd.audit_app, name="audit")
 app.command("ward")(ward_cmd.ward_command)
 
 
