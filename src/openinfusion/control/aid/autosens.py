@@ -143,6 +143,9 @@ def step_data(
     s = history.settings
     first = np.ceil(start_min / STEP_MIN) * STEP_MIN
     grid = np.arange(first, stop_min + 1e-9, STEP_MIN, dtype=float)
+    if grid.size == 0:  # less than one 5-min step of data
+        empty = np.zeros(0)
+        return StepData(empty, empty, empty, empty, empty, empty, empty, np.zeros(0, dtype=bool))
     span = delta_steps * STEP_MIN
     ext = np.concatenate([grid[0] - STEP_MIN * np.arange(delta_steps, 0, -1), grid])
     bg_ext = resample_glucose(history.glucose_t_min, history.glucose_mg_dl, ext)
