@@ -9,13 +9,15 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
+from argon2 import PasswordHasher, profiles
 from fastapi import FastAPI
 from websockets.sync.client import ClientConnection, connect
 
@@ -28,11 +30,26 @@ from openinfusion.security import (
     build_hello,
     generate_private_key,
     parse_frame,
+    passwords,
     public_bytes,
     verify_challenge,
     verify_welcome,
 )
 from openinfusion.server.config import Settings
+
+
+@pytest.fixture(autouse=True, scope="module")
+def cheap_password_hashing() -> Iterator[None]:
+    """Argon2id with its cheapest parameters, so that tests creating many accounts stay
+    fast; the production parameters are tested in tests/security/test_passwords.py."""
+    saved = passwords._HASHER
+    passwords._HASHER = PasswordHasher.from_parameters(profiles.CHEAPEST)
+    passwords.dummy_hash.cache_clear()
+    try:
+        yield
+    finally:
+        passwords._HASHER = saved
+        passwords.dummy_hash.cache_clear()
 
 
 class FakeClock:

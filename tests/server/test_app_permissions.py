@@ -15,7 +15,13 @@ from openinfusion.security import build_envelope, generate_private_key
 from openinfusion.server.app import create_app
 from openinfusion.server.gateway_batch import handle_batch
 from openinfusion.server.permissions import MATRIX, Perm, Role, allowed
-from tests.server._server_support import FakeClock, credentials, login, make_settings
+from tests.server._server_support import (
+    FakeClock,
+    cheap_password_hashing,  # noqa: F401 (autouse)
+    credentials,
+    login,
+    make_settings,
+)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from tests.server._server_support import (
     FakeClock,
     LiveServer,
     TestPump,
+    cheap_password_hashing,  # noqa: F401 (autouse)
     credentials,
     login,
     make_settings,
