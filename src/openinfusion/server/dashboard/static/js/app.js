@@ -1,0 +1,131 @@
+// The single-page app: hash routes, the header (live state, sound, user), and keeping the
+// open page current from the event stream or the 5-s poll.
+
+import { logout, onSessionEnd, session } from "./api.js";
+import { h, replace } from "./dom.js";
+import { liveMode, startLive, stopLive } from "./events.js";
+import { dueBurst, playBurst, setSound, soundEnabled } from "./sound.js";
+import { refresh, store, subscribe } from "./store.js";
+import { refreshAlarms, renderAlarms } from "./views/alarms.js";
+import { renderLibrary } from "./views/library.js";
+import { renderLogin } from "./views/login.js";
+import { renderPump } from "./views/pump.js";
+import { renderRemote } from "./views/remote.js";
+import { renderWard } from "./views/ward.js";
+
+const main = document.getElementById("view");
+const nav = document.getElementById("nav");
+const liveBadge = document.getElementById("live");
+const soundButton = document.getElementById("sound");
+const userBox = document.getElementById("user");
+const logoutButton = document.getElementById("logout");
+
+let page = null; // {name, arg, root}
+const soundState = { announced: new Set(), last: {} };
+
+function route() {
+  const parts = location.hash.replace(/^#\/?/, "").split("/");
+  const name = parts[0] || "ward";
+  return { name, arg: parts[1] ? decodeURIComponent(parts[1]) : null };
+}
+
+function draw(reason) {
+  if (!page) return;
+  const { name, arg, root } = page;
+  const fresh = reason !== "tick";
+  if (name === "ward") renderWard(root);
+  else if (name === "pump" && arg) renderPump(root, arg, { fresh });
+  else if (name === "alarms") (reason === "store" ? refreshAlarms(root) : renderAlarms(root));
+  else if (name === "library") renderLibrary(root, { reload: reason === "navigate" });
+  else if (name === "remote") renderRemote(root, { fresh });
+  else replace(root, h("p", { class: "notice notice-error" }, "No such page."), h("a", { href: "#/ward" }, "Go to the ward"));
+}
+
+function navigate() {
+  if (!session()) return showLogin();
+  const { name, arg } = route();
+  const root = h("div", { class: `page page-${name}` });
+  replace(main, root);
+  page = { name, arg, root };
+  for (const link of nav.querySelectorAll("a")) {
+    link.setAttribute("aria-current", link.dataset.page === name ? "page" : "false");
+  }
+  draw("navigate");
+  main.focus({ preventScroll: true });
+}
+
+function updateHeader() {
+  const s = session();
+  document.body.classList.toggle("logged-out", !s);
+  userBox.textContent = s ? s.user : "";
+  const mode = liveMode();
+  liveBadge.className = `live live-${mode}`;
+  liveBadge.textContent =
+    mode === "live" ? "Live" : mode === "polling" ? "Polling every 5 s" : mode === "connecting" ? "Connecting…" : "";
+  if (store.error && store.error.status === 0) {
+    liveBadge.className = "live live-down";
+    liveBadge.textContent = "Server unreachable";
+  }
+  const on = soundEnabled();
+  soundButton.textContent = on ? "Sound on" : "Sound off";
+  soundButton.setAttribute("aria-pressed", String(on));
+  const unacked = store.alarms.filter((a) => !a.acknowledged_at).length;
+  const alarmLink = nav.querySelector('[data-page="alarms"]');
+  if (alarmLink) alarmLink.textContent = unacked ? `Alarms (${unacked})` : "Alarms";
+}
+
+function soundCheck() {
+  const due = dueBurst(store.alarms.filter((a) => !a.acknowledged_at && !a.cleared_at), soundState, Date.now());
+  if (due) playBurst(due);
+}
+
+function showLogin() {
+  stopLive();
+  page = null;
+  updateHeader();
+  renderLogin(main, start);
+}
+
+let refreshTimer = null;
+function refreshSoon() {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(refresh, 150);
+}
+
+function start() {
+  updateHeader();
+  if (!location.hash) history.replaceState(null, "", "#/ward");
+  navigate();
+  refresh();
+  startLive({
+    onRecord: () => refreshSoon(),
+    onPoll: () => refresh(),
+    onMode: () => updateHeader(),
+  });
+}
+
+subscribe(() => {
+  updateHeader();
+  soundCheck();
+  draw("store");
+});
+onSessionEnd(showLogin);
+window.addEventListener("hashchange", navigate);
+soundButton.addEventListener("click", () => {
+  setSound(!soundEnabled());
+  updateHeader();
+  if (soundEnabled()) {
+    soundState.last = {};
+    soundCheck();
+  }
+});
+logoutButton.addEventListener("click", () => logout());
+// Relative times ("last seen 40 s ago") and sound repeats move on between updates.
+setInterval(() => {
+  if (!session()) return;
+  soundCheck();
+  if (page && page.name === "ward") draw("tick");
+}, 5000);
+
+if (session()) start();
+else showLogin();

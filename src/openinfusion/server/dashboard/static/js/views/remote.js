@@ -1,0 +1,222 @@
+// Remote monitoring of home patients: insulin pumps (CGM trace, time in ranges and an
+// AGP-style percentile band by time of day) and ambulatory chemotherapy pumps (progress of
+// the 46-hour infusion).
+//
+// AGP: the ambulatory glucose profile shows the 5th/25th/50th/75th/95th percentiles of CGM
+// glucose by time of day over the days of record, with the 70-180 mg/dL target range, and
+// the time-in-ranges bands 54/70/180/250 mg/dL of the International Consensus on Time in
+// Range (Battelino et al., Diabetes Care 2019;42:1593-1603).
+
+import { chart } from "../chart.js";
+import { ago, dateTime, duration, h, num, parseTime, replace } from "../dom.js";
+import { channelsOf, pumpLabel, store } from "../store.js";
+import { notAvailable, notice, onlineText, stateText } from "./common.js";
+import { recentMessages } from "./pump.js";
+
+export const HOME_KINDS = new Set(["insulin_patch", "ambulatory"]);
+const CHEMO_HOURS = 46; // the 5-FU infusion of FOLFOX/FOLFIRI regimens
+const BIN_MIN = 60;
+
+const view = { messages: new Map(), available: true, reason: null, loading: false };
+
+/** A CGM reading (mg/dL) from a status body, or null. */
+export function cgmOf(body) {
+  if (!body || typeof body !== "object") return null;
+  for (const key of ["cgm_mg_dl", "glucose_mg_dl", "sensor_glucose_mg_dl"]) {
+    if (typeof body[key] === "number" && Number.isFinite(body[key])) return body[key];
+  }
+  const cgm = body.cgm;
+  if (typeof cgm === "number") return cgm;
+  if (cgm && typeof cgm === "object") {
+    for (const key of ["mg_dl", "value", "glucose_mg_dl"]) if (typeof cgm[key] === "number") return cgm[key];
+  }
+  return null;
+}
+
+export function cgmTrace(messages) {
+  const points = [];
+  for (const m of messages) {
+    if (m.type !== "status") continue;
+    const value = cgmOf(m.body);
+    const t = parseTime(m.sent_at) ?? parseTime(m.received_at);
+    if (value !== null && t !== null) points.push([t, value]);
+  }
+  return points.sort((a, b) => a[0] - b[0]);
+}
+
+/** Linear-interpolated percentile (0-100) of a sorted list. */
+export function percentile(sorted, p) {
+  if (!sorted.length) return NaN;
+  const rank = (p / 100) * (sorted.length - 1);
+  const lo = Math.floor(rank);
+  const hi = Math.ceil(rank);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo);
+}
+
+/** Percentiles by time-of-day bin: [{minute, p5, p25, p50, p75, p95, n}] (minute = bin middle). */
+export function agp(points, binMin = BIN_MIN) {
+  const bins = new Map();
+  for (const [t, v] of points) {
+    const d = new Date(t);
+    const minute = d.getHours() * 60 + d.getMinutes();
+    const bin = Math.floor(minute / binMin);
+    if (!bins.has(bin)) bins.set(bin, []);
+    bins.get(bin).push(v);
+  }
+  return [...bins.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([bin, values]) => {
+      values.sort((a, b) => a - b);
+      const q = (p) => percentile(values, p);
+      return { minute: bin * binMin + binMin / 2, p5: q(5), p25: q(25), p50: q(50), p75: q(75), p95: q(95), n: values.length };
+    });
+}
+
+/** Share of readings in the consensus ranges (per cent). */
+export function timeInRanges(points) {
+  const n = points.length;
+  const share = (test) => (n ? (100 * points.filter(([, v]) => test(v)).length) / n : NaN);
+  return {
+    veryLow: share((v) => v < 54),
+    low: share((v) => v >= 54 && v < 70),
+    inRange: share((v) => v >= 70 && v <= 180),
+    high: share((v) => v > 180 && v <= 250),
+    veryHigh: share((v) => v > 250),
+  };
+}
+
+function hourLabel(minute) {
+  return `${String(Math.floor(minute / 60) % 24).padStart(2, "0")}:00`;
+}
+
+function insulinPanel(pump, messages) {
+  const trace = cgmTrace(messages);
+  const profile = agp(trace);
+  const tir = timeInRanges(trace);
+  const last = trace[trace.length - 1];
+  const ch = channelsOf(pump)[0] || {};
+  const pick = (key) => profile.map((b) => [b.minute, b[key]]);
+  return [
+    h(
+      "dl",
+      { class: "values" },
+      h("div", {}, h("dt", {}, "Glucose"), h("dd", { class: "cgm-now" }, last ? `${Math.round(last[1])} mg/dL` : "—")),
+      h("div", {}, h("dt", {}, "Reading"), h("dd", {}, last ? ago(new Date(last[0]).toISOString()) : "—")),
+      h("div", {}, h("dt", {}, "Basal rate"), h("dd", {}, num(ch.dose ?? null, ch.dose_unit || "") )),
+      h("div", {}, h("dt", {}, "Time in range"), h("dd", { class: "tir" }, Number.isFinite(tir.inRange) ? `${Math.round(tir.inRange)} %` : "—")),
+    ),
+    trace.length
+      ? h(
+          "p",
+          { class: "tir-line" },
+          `Below 54: ${Math.round(tir.veryLow)} % · 54–69: ${Math.round(tir.low)} % · 70–180: ${Math.round(tir.inRange)} % · 181–250: ${Math.round(tir.high)} % · above 250: ${Math.round(tir.veryHigh)} %`,
+        )
+      : null,
+    h("div", { class: "charts" }, chart({
+      title: "CGM glucose",
+      unit: "mg/dL",
+      series: [{ label: "CGM", cls: "s-cgm", points: trace }],
+      target: [70, 180],
+      yMin: 40,
+    }),
+    chart({
+      title: "Glucose profile by time of day (AGP)",
+      unit: "mg/dL",
+      series: [{ label: "median", cls: "s-median", points: pick("p50") }],
+      bands: [
+        { cls: "b-outer", lower: pick("p5"), upper: pick("p95") },
+        { cls: "b-inner", lower: pick("p25"), upper: pick("p75") },
+      ],
+      target: [70, 180],
+      yMin: 40,
+      xDomain: [0, 1440],
+      xTicks: [0, 240, 480, 720, 960, 1200, 1440],
+      xLabel: hourLabel,
+    })),
+    h("p", { class: "muted" }, "Band: 5th–95th and 25th–75th percentiles by hour; line: median; shaded: 70–180 mg/dL."),
+  ];
+}
+
+function chemoPanel(pump) {
+  return channelsOf(pump).map((ch) => {
+    const infused = Number(ch.volume_infused_ml);
+    const left = Number(ch.vtbi_remaining_ml);
+    const total = infused + left;
+    const pct = Number.isFinite(total) && total > 0 ? (100 * infused) / total : null;
+    const remainingMin = Number(ch.time_remaining_min);
+    // Elapsed from the infusion's start when the server knows it, else from the nominal 46 h.
+    const started = parseTime(ch.infusion && ch.infusion.started_at);
+    const elapsedH =
+      started !== null
+        ? (Date.now() - started) / 3600000
+        : Number.isFinite(remainingMin)
+          ? CHEMO_HOURS - remainingMin / 60
+          : null;
+    const end = Number.isFinite(remainingMin) ? new Date(Date.now() + remainingMin * 60000).toISOString() : null;
+    const bar = h("div", { class: "progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": pct === null ? null : String(Math.round(pct)) });
+    bar.append(h("div", { class: "progress-fill" }));
+    if (pct !== null) bar.firstChild.style.width = `${Math.min(100, Math.max(0, pct)).toFixed(1)}%`;
+    return h(
+      "div",
+      { class: "chemo" },
+      h("div", { class: "channel-head" }, h("span", { class: "drug" }, ch.drug || "no drug"), h("span", { class: "state" }, stateText(ch.state))),
+      bar,
+      h(
+        "dl",
+        { class: "values" },
+        h("div", {}, h("dt", {}, "Infused"), h("dd", {}, pct === null ? "—" : `${num(infused, "mL")} of ${num(total, "mL")} (${Math.round(pct)} %)`)),
+        h("div", {}, h("dt", {}, "Elapsed"), h("dd", {}, elapsedH === null ? "—" : `${num(Math.max(0, elapsedH))} h of ${CHEMO_HOURS} h`)),
+        h("div", {}, h("dt", {}, "Time remaining"), h("dd", {}, duration(ch.time_remaining_min))),
+        h("div", {}, h("dt", {}, "Expected end"), h("dd", {}, end ? dateTime(end) : "—")),
+      ),
+    );
+  });
+}
+
+async function loadAll(pumps) {
+  view.loading = true;
+  for (const pump of pumps) {
+    if (pump.kind !== "insulin_patch") continue;
+    const got = await recentMessages(pump).catch(() => ({ available: true, messages: [] }));
+    view.available = got.available;
+    view.reason = got.reason;
+    if (got.available) view.messages.set(pump.id, got.messages);
+  }
+  view.loading = false;
+}
+
+export async function renderRemote(root, { fresh = true } = {}) {
+  const pumps = store.pumps.filter((p) => HOME_KINDS.has(p.kind));
+  draw(root, pumps);
+  if (fresh && !view.loading) {
+    await loadAll(pumps);
+    draw(root, pumps);
+  }
+}
+
+function draw(root, pumps) {
+  replace(
+    root,
+    h("h1", {}, "Home patients"),
+    pumps.length ? null : notice("info", "No insulin or ambulatory pump is connected."),
+    pumps.map((pump) =>
+      h(
+        "section",
+        { class: ["remote-card", !pump.online && "offline"], dataset: { pumpId: pump.id } },
+        h(
+          "h2",
+          {},
+          h("a", { href: `#/pump/${encodeURIComponent(pump.id)}` }, pumpLabel(pump)),
+          " ",
+          h("span", { class: "pump-kind" }, pump.kind === "insulin_patch" ? "insulin pump" : "ambulatory chemotherapy"),
+        ),
+        h("p", { class: ["link-state", pump.online ? "is-online" : "is-offline"] }, onlineText(pump)),
+        pump.kind === "insulin_patch"
+          ? !view.available
+            ? notAvailable("CGM history (pump messages)", view.reason)
+            : insulinPanel(pump, view.messages.get(pump.id) || [])
+          : chemoPanel(pump),
+      ),
+    ),
+  );
+}

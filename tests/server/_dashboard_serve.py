@@ -1,0 +1,28 @@
+"""Run the management server as its own process for the browser tests.
+
+``python _dashboard_serve.py DATA_DIR PORT``: the app from the server's factory, served by
+uvicorn on 127.0.0.1. The dashboard is part of that app (``dashboard.mount``); the
+launcher mounts it only when the factory does not already serve ``/``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from openinfusion.server.app import create_app
+from openinfusion.server.config import Settings
+from openinfusion.server.dashboard import mount
+
+
+def main(data_dir: str, port: str) -> None:
+    app = create_app(Settings(data_dir=Path(data_dir), port=int(port)))
+    if not any(getattr(route, "path", None) == "/" for route in app.routes):
+        mount(app)
+    uvicorn.run(app, host="127.0.0.1", port=int(port), log_level="warning")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
