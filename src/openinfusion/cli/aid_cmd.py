@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openinfusion.cli import aid_personalise_cmd
+from openinfusion.cli import aid_oref_cmd, aid_personalise_cmd
 
 aid_app = typer.Typer(
     help="Automated insulin delivery: controller decisions and profile personalisation "
@@ -19,3 +19,4 @@ def aid_group() -> None:
 
 
 aid_personalise_cmd.register(aid_app)
+aid_oref_cmd.register(aid_app)
