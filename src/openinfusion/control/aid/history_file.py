@@ -284,12 +284,13 @@ def load_history(path: str | Path) -> TherapyHistory:
 
 
 def history_to_data(history: TherapyHistory) -> dict[str, Any]:
-    """The uploaded-data form of ``history`` (insulin as per-minute recorded delivery)."""
+    """The uploaded-data form of ``history``: recorded delivery, each minute's units as one
+    entry at the start of its minute."""
     s = history.settings
     u = history.insulin_u
     start = history.insulin_start_min
     insulin = [
-        {"t_min": float(start + i), "units": round(float(u[i]), 6), "duration_min": 1.0}
+        {"t_min": float(start + i), "units": round(float(u[i]), 6)}
         for i in np.nonzero(u > 0)[0].tolist()
     ]
     return {
