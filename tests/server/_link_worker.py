@@ -14,12 +14,12 @@ from pathlib import Path
 
 from openinfusion.server.ward.link import PumpLink
 from openinfusion.server.ward.outbox import Outbox
-from openinfusion.server.ward.pumps import SimPump
+from openinfusion.server.ward.pumps import ScenarioPump
 from tests.server.test_link import PROFILE
 
 
 async def main(data_dir: Path) -> None:
-    pump = SimPump(PROFILE, "SER-KILL", random.Random(1))
+    pump = ScenarioPump(PROFILE, "SER-KILL", random.Random(1))
     outbox = Outbox(data_dir)
     link = PumpLink(
         pump.bedside,

@@ -27,7 +27,7 @@ from openinfusion.security import b64encode, generate_private_key, public_bytes
 from openinfusion.security.envelope import build_command
 from openinfusion.server.ward.link import PumpLink, enrol, ws_url
 from openinfusion.server.ward.outbox import Outbox
-from openinfusion.server.ward.pumps import Profile, SimPump
+from openinfusion.server.ward.pumps import Profile, ScenarioPump, SimPump
 from tests.server._receiver import Receiver
 
 SERVER_KEY = generate_private_key()
@@ -70,7 +70,7 @@ class Clocks:
 def _pump(
     tmp: Path, receiver: Receiver, pump_id: str = "P-0001", **link_args: Any
 ) -> tuple[SimPump, Outbox, PumpLink, Clocks]:
-    pump = SimPump(PROFILE, "SER-" + pump_id, random.Random(1))
+    pump = ScenarioPump(PROFILE, "SER-" + pump_id, random.Random(1))
     outbox = Outbox(tmp / pump_id)
     if outbox.enrolment() is None:
         outbox.pin_server(pump_id, b64encode(public_bytes(SERVER_KEY.public_key())), receiver.url)

@@ -24,7 +24,7 @@ from openinfusion.security import b64encode, key_id, public_bytes
 from openinfusion.security.envelope import build_envelope, verify_envelope
 from openinfusion.server.ward.link import PumpLink
 from openinfusion.server.ward.outbox import KEY_FILE, Outbox
-from openinfusion.server.ward.pumps import SimPump
+from openinfusion.server.ward.pumps import ScenarioPump
 from tests.server._receiver import Receiver
 from tests.server.test_link import PROFILE, SERVER_KEY
 
@@ -157,7 +157,7 @@ def test_f01_kill_9_while_sending_loses_nothing_and_stores_nothing_twice(
             final = Outbox(data)
             assert final.integrity_ok()
             top = final.next_seq - 1
-            pump = SimPump(PROFILE, "SER-KILL", random.Random(1))
+            pump = ScenarioPump(PROFILE, "SER-KILL", random.Random(1))
             link = PumpLink(
                 pump.bedside, final, backoff_min_s=0.02, status_every_s=60, heartbeat_every_s=60
             )

@@ -17,8 +17,8 @@ import pytest
 
 from openinfusion.errors import InputError
 from openinfusion.security import b64encode, public_bytes
+from openinfusion.server.ward.beds import MIX, PROFILES, build_pump, plan_ward
 from openinfusion.server.ward.outbox import Outbox
-from openinfusion.server.ward.pumps import MIX, PROFILES, build_pump, plan_ward
 from openinfusion.server.ward.ward import Ward, WardOptions, bearer_token, enrolment_token
 from tests.server._receiver import Receiver
 from tests.server.test_link import SERVER_KEY

@@ -94,6 +94,7 @@ class Bedside:
         self.today = today
         self.pending: dict[int, Pending] = {}
         self.held: set[int] = set()  # channels paused or stopped from the central station
+        self.observe: Callable[[], dict[str, Any]] | None = None  # patient readings, if any
 
     # ---- status --------------------------------------------------------------------------
 
@@ -168,6 +169,7 @@ class Bedside:
                 "channels": [self.channel_status(i) for i in range(len(d.channels))],
                 "alarms": [a.as_dict() for a in d.board.active()],
                 "library": self.library_info(),
+                "patient": self.observe() if self.observe is not None else None,
             }
         )
 

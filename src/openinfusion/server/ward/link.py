@@ -147,7 +147,15 @@ class PumpLink:
         self.connected = False
         self._lost_since: float | None = monotonic()
         self.stats = {"connects": 0, "sent": 0, "acked": 0, "commands": 0, "failures": 0}
-        bedside.device.listener = self.on_record
+        # Keep a listener the pump model already has (the implant keeps its own records).
+        previous = bedside.device.listener
+
+        def listen(record: Record) -> None:
+            if previous is not None:
+                previous(record)
+            self.on_record(record)
+
+        bedside.device.listener = listen
 
     @property
     def pump_id(self) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from openinfusion.errors import InputError
 from openinfusion.library.ders import DersError
 from openinfusion.pump.channel import CommandRejected, State
 from openinfusion.pump.codes import Alarm
+from openinfusion.pump.device import Device
 from openinfusion.pump.scenario import ContinuousSpec, Run, scenario_from_data
 from openinfusion.server.ward.bedside import Bedside
 
@@ -44,28 +46,25 @@ class Profile:
     model: str
     scenario: Callable[[random.Random], dict[str, Any]]
     happenings: Callable[[random.Random], list[tuple[float, str, Action]]] = lambda rng: []
+    factory: Callable[[Profile, str, random.Random], SimPump] | None = None
 
 
 class SimPump:
-    """One simulated pump: device + DERS context + timed bedside happenings."""
+    """One simulated pump: a device, its bedside and timed happenings (pump seconds)."""
 
-    def __init__(self, profile: Profile, serial: str, rng: random.Random) -> None:
+    def __init__(
+        self, profile: Profile, serial: str, rng: random.Random, device: Device, bedside: Bedside
+    ) -> None:
         self.profile = profile
         self.serial = serial
         self.rng = rng
-        document = profile.scenario(rng)
-        self.run = Run(scenario_from_data(document))
-        self.device = self.run.device
+        self.device = device
         self.device.serial = serial
-        self.bedside = Bedside(
-            self.device,
-            kind=profile.kind,
-            ctx=self.run.ctx,
-            programmed=dict(self.run.programmed),
-        )
+        self.bedside = bedside
         self._queue: list[Timed] = []
         self._order = itertools.count()
-        self.log: list[tuple[float, str]] = []
+        self.log: deque[tuple[float, str]] = deque(maxlen=500)
+        self.nurse_resumes = True
         for t, label, act in profile.happenings(rng):
             self.at(t, label, act)
         self.at(NURSE_ROUND_S, "nurse round", _nurse_round)
@@ -75,19 +74,11 @@ class SimPump:
         return len(self.device.channels)
 
     def start(self) -> None:
-        """Load and start every program (DERS already passed when the run was built)."""
-        scenario = self.run.scenario
-        for index, programmed in self.run.programmed.items():
-            self.device.program(index, programmed.plan, **programmed.journal_info())
-            spec = (
-                scenario.program
-                if scenario.program is not None
-                else next(s.program for s in scenario.programs if s.channel == index)
-            )
-            if isinstance(spec, ContinuousSpec) and spec.standby:
-                self.device.standby(index)
-            else:
-                self.device.start(index)
+        """Load and start the programs."""
+        raise NotImplementedError
+
+    def _advance_device(self, t_s: float) -> None:
+        self.device.advance_to(max(t_s, self.device.t_s))
 
     def at(self, t_s: float, label: str, act: Action) -> None:
         heapq.heappush(self._queue, Timed(t_s, next(self._order), label, act))
@@ -96,13 +87,13 @@ class SimPump:
         """Run pump time to ``t_s`` (s), doing each bedside happening at its own time."""
         while self._queue and self._queue[0].t_s <= t_s:
             item = heapq.heappop(self._queue)
-            self.device.advance_to(max(item.t_s, self.device.t_s))
+            self._advance_device(item.t_s)
             try:
                 item.act(self)
                 self.log.append((self.device.t_s, item.label))
             except (CommandRejected, InputError, DersError) as exc:
                 self.log.append((self.device.t_s, f"{item.label} refused: {exc}"))
-        self.device.advance_to(max(t_s, self.device.t_s))
+        self._advance_device(t_s)
 
     # ---- bedside actions (a nurse, a patient, a fault) -----------------------------------
 
@@ -118,8 +109,42 @@ class SimPump:
         for active in list(d.board.active()):
             if active.channel in (channel, None) and not active.condition:
                 d.acknowledge(active.channel, active.alarm)
-        if d.channels[channel].state is State.PAUSED and channel not in self.bedside.held:
+        if (
+            self.nurse_resumes
+            and d.channels[channel].state is State.PAUSED
+            and channel not in self.bedside.held
+        ):
             d.resume(channel)
+
+
+class ScenarioPump(SimPump):
+    """A hospital, PCA or ambulatory pump programmed from a scenario document through
+    :class:`openinfusion.pump.scenario.Run` (every program DERS-checked before anything
+    starts)."""
+
+    def __init__(self, profile: Profile, serial: str, rng: random.Random) -> None:
+        self.run = Run(scenario_from_data(profile.scenario(rng)))
+        bedside = Bedside(
+            self.run.device,
+            kind=profile.kind,
+            ctx=self.run.ctx,
+            programmed=dict(self.run.programmed),
+        )
+        super().__init__(profile, serial, rng, self.run.device, bedside)
+
+    def start(self) -> None:
+        scenario = self.run.scenario
+        for index, programmed in self.run.programmed.items():
+            self.device.program(index, programmed.plan, **programmed.journal_info())
+            spec = (
+                scenario.program
+                if scenario.program is not None
+                else next(s.program for s in scenario.programs if s.channel == index)
+            )
+            if isinstance(spec, ContinuousSpec) and spec.standby:
+                self.device.standby(index)
+            else:
+                self.device.start(index)
 
 
 NURSE_ROUND_S = 10 * 60.0
@@ -307,6 +332,26 @@ def _lvp_fluids(rng: random.Random) -> dict[str, Any]:
     }
 
 
+def _oncology_5fu(rng: random.Random) -> dict[str, Any]:
+    """mFOLFOX6's 46-hour 5-FU at home on an ambulatory pump (2400 mg/m2, BSA dosing)."""
+    return {
+        "care_area": "Oncology",
+        "patient": {"weight": _weight(rng, 50, 95), "height": f"{round(rng.uniform(155, 190))} cm"},
+        "pump": {"kind": "ambulatory", "reservoir_ml": 250},
+        "duration": "72 h",
+        "program": {
+            "therapy": "intermittent",
+            "drug": "fluorouracil",
+            "therapy_name": "46-hour ambulatory infusion",
+            "concentration": "50 mg/mL",
+            "dose": "2400 mg/m2",
+            "every": "14 d",
+            "over": "46 h",
+            "doses": 1,
+        },
+    }
+
+
 def _picu_dopamine(rng: random.Random) -> dict[str, Any]:
     return {
         "care_area": "PICU",
@@ -320,38 +365,6 @@ def _picu_dopamine(rng: random.Random) -> dict[str, Any]:
             "dose": f"{rng.choice([3, 5, 7])} mcg/kg/min",
         },
     }
-
-
-PROFILES: dict[str, Profile] = {
-    "icu-vasopressor": Profile(
-        "icu-vasopressor", "syringe", "OI-Syringe 50", _icu_vasopressor, _some_fault
-    ),
-    "pca": Profile("pca", "pca", "OI-PCA", _pca_morphine, _pca_demands),
-    "lvp": Profile("lvp", "lvp", "OI-LVP 2ch", _lvp_fluids, _some_fault),
-    "icu-sedation": Profile("icu-sedation", "syringe", "OI-Syringe 50", _icu_sedation, _some_fault),
-    "picu": Profile("picu", "syringe", "OI-Syringe 50", _picu_dopamine, _some_fault),
-}
-
-#: The ward's bed mix, cycled over the number of pumps asked for.
-MIX: tuple[str, ...] = ("icu-vasopressor", "pca", "lvp", "icu-sedation", "picu")
-
-
-def plan_ward(n: int, seed: int) -> list[tuple[str, str, random.Random]]:
-    """(profile name, serial, RNG) for ``n`` pumps; the same seed gives the same ward."""
-    if not 1 <= n <= 500:
-        raise InputError("pumps", n, "must be 1 to 500")
-    out = []
-    for i in range(n):
-        name = MIX[i % len(MIX)]
-        serial = f"SIM-{seed}-{i + 1:03d}"
-        out.append((name, serial, random.Random(f"{seed}:{i}")))
-    return out
-
-
-def build_pump(name: str, serial: str, rng: random.Random) -> SimPump:
-    if name not in PROFILES:
-        raise InputError("profile", name, f"must be one of {', '.join(PROFILES)}")
-    return SimPump(PROFILES[name], serial, rng)
 
 
 def no_communication_active(pump: SimPump) -> bool:

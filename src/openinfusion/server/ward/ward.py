@@ -30,9 +30,10 @@ import httpx
 
 from openinfusion.errors import InputError
 from openinfusion.security import PublicKey
+from openinfusion.server.ward.beds import PROFILES, build_pump, plan_ward
 from openinfusion.server.ward.link import PumpLink, enrol
 from openinfusion.server.ward.outbox import Outbox
-from openinfusion.server.ward.pumps import PROFILES, SimPump, build_pump, plan_ward
+from openinfusion.server.ward.pumps import SimPump
 
 log = logging.getLogger("openinfusion.ward")
 
