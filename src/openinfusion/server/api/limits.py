@@ -13,10 +13,6 @@ FORM_PATHS = frozenset({"/api/auth/token"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimits:
     """Pure ASGI middleware: refuse bodies over ``max_bytes`` and unexpected media types."""
 
@@ -53,26 +49,39 @@ class BodyLimits:
             if media != expected:
                 await _reply(send, 415, error_body("content-type", media, f"must be {expected}"))
                 return
+        await self._limited(scope, receive, send)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Count body bytes as they arrive (chunked bodies have no Content-Length); past
+        the limit answer 413 and tell the application the client went away."""
         seen = 0
+        responded = False
         limit = self.max_bytes
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, responded
+            if responded:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _TooLarge
+                    responded = True
+                    await _reply(
+                        send,
+                        413,
+                        error_body(
+                            "body", f"over {limit} bytes", f"is over the {limit}-byte limit"
+                        ),
+                    )
+                    return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _reply(
-                send,
-                413,
-                error_body("body", f"over {limit} bytes", f"is over the {limit}-byte limit"),
-            )
+        async def guarded_send(message: Message) -> None:
+            if not responded:
+                await send(message)
+
+        await self.app(scope, limited, guarded_send)
 
 
 async def _reply(send: Send, status: int, body: dict[str, Any]) -> None:
