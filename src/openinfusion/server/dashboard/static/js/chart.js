@@ -3,8 +3,11 @@
 
 import { s } from "./dom.js";
 
-const W = 640;
-const H = 220;
+// User units: wide screens draw on 640 x 220; phones on 360 x 200, so that the labels keep
+// a readable size once the drawing is scaled to the screen.
+function frame() {
+  return window.innerWidth < 600 ? { W: 360, H: 200 } : { W: 640, H: 220 };
+}
 const PAD = { left: 48, right: 12, top: 14, bottom: 26 };
 
 /** Round tick step (1, 2, 2.5 or 5 × 10^k) giving about `count` ticks over [lo, hi]. */
@@ -31,12 +34,12 @@ function timeLabel(t, spanMs) {
   return `${hh}:${mm}`;
 }
 
-function timeTicks(t0, t1) {
+function timeTicks(t0, t1, most) {
   const span = t1 - t0;
   const steps = [1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400].map(
     (x) => x * 1000,
   );
-  const step = steps.find((st) => span / st <= 6) || 86400000;
+  const step = steps.find((st) => span / st <= most) || 86400000;
   const ticks = [];
   for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) ticks.push(t);
   return ticks.length >= 2 ? ticks : [t0, t1];
@@ -48,6 +51,7 @@ function timeTicks(t0, t1) {
  *        xLabel: (t) => text, xTicks: [t, ...]})
  */
 export function chart({ title, unit, series = [], bands = [], target = null, xDomain = null, yMin = 0, yMax = null, xLabel = null, xTicks = null }) {
+  const { W, H } = frame();
   const all = [
     ...series.flatMap((sr) => sr.points),
     ...bands.flatMap((b) => [...b.lower, ...b.upper]),
@@ -82,11 +86,16 @@ export function chart({ title, unit, series = [], bands = [], target = null, xDo
     grid.append(s("line", { x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v) }));
     grid.append(s("text", { x: PAD.left - 6, y: y(v) + 4, "text-anchor": "end" }, String(v)));
   }
-  const xticks = xTicks || (xLabel ? niceTicks(t0, t1, 6) : timeTicks(t0, t1));
+  const most = W < 640 ? 4 : 6;
+  const xticks = xTicks || (xLabel ? niceTicks(t0, t1, most) : timeTicks(t0, t1, most));
   for (const t of xticks) {
     grid.append(s("line", { x1: x(t), x2: x(t), y1: PAD.top, y2: H - PAD.bottom, class: "chart-xgrid" }));
     grid.append(
-      s("text", { x: x(t), y: H - 8, "text-anchor": "middle" }, xLabel ? xLabel(t) : timeLabel(t, t1 - t0)),
+      s(
+        "text",
+        { x: x(t), y: H - 8, "text-anchor": x(t) > W - 30 ? "end" : x(t) < PAD.left + 20 ? "start" : "middle" },
+        xLabel ? xLabel(t) : timeLabel(t, t1 - t0),
+      ),
     );
   }
   figure.append(grid);

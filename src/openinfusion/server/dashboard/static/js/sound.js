@@ -78,8 +78,9 @@ export function dueBurst(alarms, state, now) {
     if (!active.length) continue;
     const isNew = fresh.some((a) => String(a.priority).toLowerCase() === priority);
     const repeat = REPEAT_MS[priority];
-    const last = state.last[priority] || 0;
-    if (isNew || (repeat !== null && now - last >= repeat)) {
+    const last = state.last[priority];
+    // Due when new, never sounded yet (it waited behind a higher priority), or repeat due.
+    if (isNew || last === undefined || (repeat !== null && now - last >= repeat)) {
       due = priority;
       break;
     }

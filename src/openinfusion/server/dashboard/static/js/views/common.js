@@ -12,7 +12,9 @@ export function priorityBadge(priority) {
 
 /** Human text for an alarm code: "occlusion_downstream" -> "Occlusion downstream". */
 export function codeText(code) {
-  const text = String(code || "alarm").replace(/_/g, " ");
+  const text = String(code || "alarm")
+    .replace(/_/g, " ")
+    .replace(/\b(vtbi|kvo|pca|cgm)\b/gi, (w) => w.toUpperCase());
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 

@@ -2,6 +2,8 @@
 // AGP-style percentile band by time of day) and ambulatory chemotherapy pumps (progress of
 // the 46-hour infusion).
 //
+// The 5-FU infusion of FOLFOX/FOLFIRI regimens runs 46 h from a take-home pump.
+//
 // AGP: the ambulatory glucose profile shows the 5th/25th/50th/75th/95th percentiles of CGM
 // glucose by time of day over the days of record, with the 70-180 mg/dL target range, and
 // the time-in-ranges bands 54/70/180/250 mg/dL of the International Consensus on Time in
@@ -14,7 +16,6 @@ import { notAvailable, notice, onlineText, stateText } from "./common.js";
 import { recentMessages } from "./pump.js";
 
 export const HOME_KINDS = new Set(["insulin_patch", "ambulatory"]);
-const CHEMO_HOURS = 46; // the 5-FU infusion of FOLFOX/FOLFIRI regimens
 const BIN_MIN = 60;
 
 const view = { messages: new Map(), available: true, reason: null, loading: false };
@@ -85,6 +86,10 @@ export function timeInRanges(points) {
   };
 }
 
+function spanDays(trace) {
+  return Math.round(((trace[trace.length - 1][0] - trace[0][0]) / 86400000) * 10) / 10;
+}
+
 function hourLabel(minute) {
   return `${String(Math.floor(minute / 60) % 24).padStart(2, "0")}:00`;
 }
@@ -133,7 +138,12 @@ function insulinPanel(pump, messages) {
       xTicks: [0, 240, 480, 720, 960, 1200, 1440],
       xLabel: hourLabel,
     })),
-    h("p", { class: "muted" }, "Band: 5th–95th and 25th–75th percentiles by hour; line: median; shaded: 70–180 mg/dL."),
+    h(
+      "p",
+      { class: "muted agp-note" },
+      "Band: 5th–95th and 25th–75th percentiles by hour of day; line: median; shaded: 70–180 mg/dL. ",
+      trace.length ? `From ${num(spanDays(trace))} days of readings (an AGP needs 14 days).` : "",
+    ),
   ];
 }
 
@@ -144,14 +154,11 @@ function chemoPanel(pump) {
     const total = infused + left;
     const pct = Number.isFinite(total) && total > 0 ? (100 * infused) / total : null;
     const remainingMin = Number(ch.time_remaining_min);
-    // Elapsed from the infusion's start when the server knows it, else from the nominal 46 h.
-    const started = parseTime(ch.infusion && ch.infusion.started_at);
-    const elapsedH =
-      started !== null
-        ? (Date.now() - started) / 3600000
-        : Number.isFinite(remainingMin)
-          ? CHEMO_HOURS - remainingMin / 60
-          : null;
+    // At a constant rate the pump's own figures give the elapsed and total time: volume
+    // infused / rate, plus the time remaining (46 h for the 5-FU cassette).
+    const rate = Number(ch.rate_ml_h);
+    const elapsedH = rate > 0 && Number.isFinite(infused) ? infused / rate : null;
+    const totalH = elapsedH !== null && Number.isFinite(remainingMin) ? elapsedH + remainingMin / 60 : null;
     const end = Number.isFinite(remainingMin) ? new Date(Date.now() + remainingMin * 60000).toISOString() : null;
     const bar = h("div", { class: "progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": pct === null ? null : String(Math.round(pct)) });
     bar.append(h("div", { class: "progress-fill" }));
@@ -165,7 +172,7 @@ function chemoPanel(pump) {
         "dl",
         { class: "values" },
         h("div", {}, h("dt", {}, "Infused"), h("dd", {}, pct === null ? "—" : `${num(infused, "mL")} of ${num(total, "mL")} (${Math.round(pct)} %)`)),
-        h("div", {}, h("dt", {}, "Elapsed"), h("dd", {}, elapsedH === null ? "—" : `${num(Math.max(0, elapsedH))} h of ${CHEMO_HOURS} h`)),
+        h("div", {}, h("dt", {}, "Elapsed"), h("dd", {}, elapsedH === null ? "—" : `${num(Math.round(elapsedH * 10) / 10)} h${totalH === null ? "" : ` of ${num(Math.round(totalH * 10) / 10)} h`}`)),
         h("div", {}, h("dt", {}, "Time remaining"), h("dd", {}, duration(ch.time_remaining_min))),
         h("div", {}, h("dt", {}, "Expected end"), h("dd", {}, end ? dateTime(end) : "—")),
       ),

@@ -1,0 +1,228 @@
+"""The dashboard's other pages in real Chromium against the real server: pump detail with
+its history chart, home-patient monitoring (CGM with an AGP band, 46-h chemotherapy
+progress), the library page, the phone-sized layout, and the alarm sound schedule."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.server._dashboard_feed import FeedPump, channel
+from tests.server._dashboard_harness import (  # noqa: F401  (fixtures by name)
+    DashServer,
+    browser_fixture,
+    dash_server_fixture,
+    desktop_fixture,
+    login,
+    phone_fixture,
+    screenshot,
+)
+
+RATES = [5.0, 5.0, 8.0, 8.0, 10.0, 10.0]
+
+
+@pytest.fixture(scope="module", name="bed")
+def bed_fixture(dash_server: DashServer) -> FeedPump:
+    """A two-channel pump with six status reports (rate steps up on channel 1) and an alarm."""
+    pump = dash_server.pump("ICU-BED-11", "lvp", channels=2)
+    infused = 0.0
+    for rate in RATES:
+        infused += rate / 6
+        pump.status(
+            [
+                channel(
+                    1,
+                    "heparin",
+                    rate_ml_h=rate,
+                    infused_ml=infused,
+                    vtbi_left_ml=250 - infused,
+                    dose=rate * 100 / 80,
+                    dose_unit="units/kg/h",
+                ),
+                channel(
+                    2,
+                    "cefazolin",
+                    rate_ml_h=100,
+                    infused_ml=infused * 3,
+                    vtbi_left_ml=100 - infused * 3,
+                ),
+            ]
+        )
+    pump.alarm("vtbi_complete", "medium", 2)
+    return pump
+
+
+@pytest.fixture(scope="module", name="home")
+def home_fixture(dash_server: DashServer) -> dict[str, FeedPump]:
+    """An insulin pump that uploads two days of hourly CGM readings (75 % in 70-180 mg/dL)
+    on reconnecting, and an ambulatory pump half-way through its 5-FU cassette."""
+    insulin = dash_server.pump("HOME-INS-21", "insulin_patch")
+    start = datetime.now(UTC).replace(minute=30, second=0, microsecond=0) - timedelta(hours=48)
+    backlog: list[tuple[str, dict[str, Any], datetime | None]] = []
+    for hour in range(48):
+        glucose = 120 if hour % 8 < 6 else (62 if hour % 8 == 6 else 210)
+        body = {
+            "channels": [
+                channel(
+                    1,
+                    "insulin aspart",
+                    rate_ml_h=0.008,
+                    infused_ml=hour * 0.008,
+                    vtbi_left_ml=2.0,
+                    dose=0.8,
+                    dose_unit="units/h",
+                )
+            ],
+            "cgm_mg_dl": glucose,
+        }
+        backlog.append(("status", body, start + timedelta(hours=hour)))
+    insulin.send_many(backlog)
+    chemo = dash_server.pump("HOME-ONC-21", "ambulatory")
+    chemo.status(
+        [
+            channel(
+                1,
+                "fluorouracil",
+                rate_ml_h=2.1,
+                infused_ml=48.3,
+                vtbi_left_ml=48.3,
+                dose=2400,
+                dose_unit="mg/m2",
+            )
+        ]
+    )
+    return {"insulin": insulin, "chemo": chemo}
+
+
+def points(page: Page, selector: str) -> list[tuple[float, float]]:
+    text = page.locator(selector).first.get_attribute("points") or ""
+    return [(float(x), float(y)) for x, y in (p.split(",") for p in text.split())]
+
+
+def test_pump_detail_charts_rate_and_volume(
+    dash_server: DashServer, bed: FeedPump, desktop: Page
+) -> None:
+    login(desktop, dash_server, "biomed")  # the role that may read stored pump messages
+    desktop.click(f".pump-card[data-pump-id='{bed.pump_id}']")
+    expect(desktop.locator("h1")).to_contain_text("ICU-BED-11")
+    expect(desktop.locator("svg.chart polyline.s-rate")).to_have_count(1)
+    rate = points(desktop, "svg.chart polyline.s-rate")
+    assert len(rate) == 2 * len(RATES) - 1  # drawn as steps
+    heights = sorted({y for _, y in rate}, reverse=True)
+    assert len(heights) == 3  # 5, 8 and 10 mL/h
+    volume = points(desktop, "svg.chart polyline.s-volume")
+    assert len(volume) == len(RATES)
+    assert all(b[1] < a[1] for a, b in itertools.pairwise(volume))  # rising
+    expect(desktop.locator(".channel[data-channel='2'] .alarm-line.prio-medium")).to_contain_text(
+        "VTBI complete"
+    )
+    screenshot(desktop, "pump-detail-desktop")
+    desktop.click("button.tab[data-channel='2']")
+    expect(desktop.locator("button.tab[data-channel='2']")).to_have_attribute(
+        "aria-selected", "true"
+    )
+    channel_2 = points(desktop, "svg.chart polyline.s-rate")
+    assert len(channel_2) == 2 * len(RATES) - 1
+    assert len({y for _, y in channel_2}) == 1  # channel 2 ran at one rate
+
+
+def test_pump_history_needs_a_role_that_may_read_messages(
+    dash_server: DashServer, bed: FeedPump, desktop: Page
+) -> None:
+    login(desktop, dash_server, "nurse")
+    desktop.goto(f"{dash_server.base_url}/#/pump/{bed.pump_id}")
+    notice = desktop.locator(".notice-na")
+    expect(notice).to_contain_text("not permitted")
+    expect(desktop.locator(".channels-wide .drug").first).to_have_text("heparin")
+
+
+def test_home_patients_cgm_agp_and_chemotherapy_progress(
+    dash_server: DashServer, home: dict[str, FeedPump], desktop: Page
+) -> None:
+    login(desktop, dash_server, "biomed")
+    desktop.click("#nav a[data-page='remote']")
+    insulin = desktop.locator(f".remote-card[data-pump-id='{home['insulin'].pump_id}']")
+    expect(insulin.locator(".tir")).to_have_text("75 %")
+    expect(insulin.locator(".cgm-now")).not_to_have_text("—")
+    expect(insulin.locator("polygon.chart-band")).to_have_count(2)  # 5-95 and 25-75
+    median = points(
+        desktop, f".remote-card[data-pump-id='{home['insulin'].pump_id}'] polyline.s-median"
+    )
+    assert len(median) == 24  # one point per hour of the day
+    expect(insulin.locator(".agp-note")).to_contain_text("From 2 days")  # 47 h of readings
+    chemo = desktop.locator(f".remote-card[data-pump-id='{home['chemo'].pump_id}']")
+    expect(chemo.locator(".progress")).to_have_attribute("aria-valuenow", "50")
+    expect(chemo).to_contain_text("48.3 mL of 96.6 mL (50 %)")
+    expect(chemo).to_contain_text("23 h of 46 h")  # 48.3 mL at 2.1 mL/h, as much again to go
+    screenshot(desktop, "home-patients-desktop")
+
+
+def test_library_page_lists_fleet_versions(
+    dash_server: DashServer, bed: FeedPump, desktop: Page
+) -> None:
+    bed.status(
+        [channel(1, "heparin", rate_ml_h=10, infused_ml=9, vtbi_left_ml=241)],
+        library_version="2026.12.1",
+    )
+    login(desktop, dash_server, "pharmacist")
+    desktop.click("#nav a[data-page='library']")
+    row = desktop.locator("table.fleet-versions tr", has_text="2026.12.1")
+    expect(row).to_contain_text("ICU-BED-11")
+    served = httpx.get(
+        f"{dash_server.base_url}/api/libraries",
+        headers={"Authorization": f"Bearer {dash_server.token('pharmacist')}"},
+    )
+    if served.status_code == 404:
+        expect(desktop.locator(".notice-na")).to_contain_text("Library versions: not available")
+    else:
+        expect(desktop.locator("table.libraries")).to_be_visible()
+
+
+@pytest.mark.parametrize("route", ["ward", "alarms", "library", "remote", "pump"])
+def test_phone_layout_has_no_horizontal_scroll(
+    dash_server: DashServer, bed: FeedPump, home: dict[str, FeedPump], phone: Page, route: str
+) -> None:
+    login(phone, dash_server, "biomed")
+    path = f"pump/{bed.pump_id}" if route == "pump" else route
+    phone.goto(f"{dash_server.base_url}/#/{path}")
+    phone.wait_for_selector(f".page-{route} h1")
+    phone.wait_for_timeout(400)  # the page's own fetches settle
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"{route}: page is {width} px wide on a 390 px screen"
+    screenshot(phone, f"{route}-phone")
+
+
+def test_alarm_sound_schedule_by_priority(dash_server: DashServer, desktop: Page) -> None:
+    login(desktop, dash_server, "nurse")
+    result = desktop.evaluate(
+        """async () => {
+          const m = await import('/dashboard/js/sound.js');
+          const st = {announced: new Set(), last: {}};
+          const high = {id: 1, priority: 'high'}, medium = {id: 2, priority: 'medium'};
+          const low = {id: 3, priority: 'low'};
+          return [
+            m.dueBurst([high], st, 0),              // new high: sounds
+            m.dueBurst([high], st, 1000),           // too soon to repeat
+            m.dueBurst([high, medium], st, 2000),   // a medium never sounds over a high
+            m.dueBurst([high, medium], st, 8000),   // high repeats
+            m.dueBurst([medium], st, 9000),         // high gone: medium repeats when due
+            m.dueBurst([low], {announced: new Set(), last: {}}, 0),
+            m.dueBurst([low], {announced: new Set([3]), last: {low: 0}}, 60000),  // low: once
+            m.playBurst('high'),                    // muted until switched on
+          ];
+        }"""
+    )
+    assert result == ["high", None, None, "high", "medium", "low", None, False]
+    desktop.click("#sound")  # a user gesture may start audio
+    expect(desktop.locator("#sound")).to_have_attribute("aria-pressed", "true")
+    assert desktop.evaluate(
+        "async () => (await import('/dashboard/js/sound.js')).playBurst('high')"
+    )
+    desktop.click("#sound")
+    expect(desktop.locator("#sound")).to_have_text(re.compile("Sound off"))
