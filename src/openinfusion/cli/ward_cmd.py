@@ -13,7 +13,7 @@ import typer
 from openinfusion.cli._common import JsonOption, console, handle_errors, print_json
 from openinfusion.errors import InputError
 from openinfusion.security import load_public_key
-from openinfusion.server.ward.ward import Ward, WardOptions, run_processes
+from openinfusion.server.ward.ward import Ward, WardOptions, run_processes, tokens_per_pump
 
 
 @handle_errors
@@ -63,6 +63,8 @@ def ward_command(
     )
     options.check()
     if mode == "processes" and only is None:
+        options.tokens = asyncio.run(tokens_per_pump(options))
+        options.credentials = None  # children enrol with their own token, no login each
         code = asyncio.run(run_processes(options, lambda i: _child_argv(options, i, pharmacy_key)))
         if json_out:
             print_json({"mode": "processes", "pumps": pumps, "exit_code": code})
@@ -92,9 +94,8 @@ async def _run(ward: Ward) -> dict[str, Any]:
 def _child_argv(o: WardOptions, index: int, keys: list[Path]) -> list[str]:
     """Arguments of the process that runs pump ``index`` alone."""
     argv = [
-        "-c",
-        "from openinfusion.cli.main import run; run()",
-        "ward",
+        "-m",
+        "openinfusion.cli.ward_cmd",
         "--server", o.server_url,
         "--pumps", str(o.pumps),
         "--speed", str(o.speed),
@@ -104,10 +105,14 @@ def _child_argv(o: WardOptions, index: int, keys: list[Path]) -> list[str]:
     ]  # fmt: skip
     if o.duration_s is not None:
         argv += ["--duration", str(o.duration_s)]
-    if index < len(o.tokens):
+    if index < len(o.tokens) and o.tokens[index]:
         argv += ["--token", o.tokens[index]]
     if o.credentials is not None:
         argv += ["--credentials", str(o.credentials)]
     for key in keys:
         argv += ["--pharmacy-key", str(key)]
     return argv
+
+
+if __name__ == "__main__":  # one pump of a ward in its own process (--mode processes)
+    typer.run(ward_command)

@@ -17,9 +17,8 @@ from __future__ import annotations
 import random
 
 from openinfusion.errors import InputError
-from openinfusion.server.ward.implant_bed import IMPLANT_PROFILE
-from openinfusion.server.ward.insulin_bed import INSULIN_PROFILE
 from openinfusion.server.ward.pumps import (
+    Action,
     Profile,
     ScenarioPump,
     SimPump,
@@ -33,6 +32,36 @@ from openinfusion.server.ward.pumps import (
     _some_fault,
 )
 
+
+def _insulin_bed(profile: Profile, serial: str, rng: random.Random) -> SimPump:
+    # imported when first needed: the closed loop brings the control and glucose layers
+    from openinfusion.server.ward.insulin_bed import InsulinBed
+
+    return InsulinBed(profile, serial, rng)
+
+
+def _implant_bed(profile: Profile, serial: str, rng: random.Random) -> SimPump:
+    from openinfusion.server.ward.implant_bed import ImplantBed
+
+    return ImplantBed(profile, serial, rng)
+
+
+def _no_scenario(rng: random.Random) -> dict[str, object]:
+    return {}
+
+
+def _implant_happenings(rng: random.Random) -> list[tuple[float, str, Action]]:
+    from openinfusion.server.ward.implant_bed import baclofen_presses
+
+    return baclofen_presses(rng)
+
+
+def _baclofen(rng: random.Random) -> dict[str, object]:
+    from openinfusion.server.ward.implant_bed import baclofen_program
+
+    return baclofen_program(rng)
+
+
 PROFILES: dict[str, Profile] = {
     "icu-vasopressor": Profile(
         "icu-vasopressor", "syringe", "OI-Syringe 50", _icu_vasopressor, _some_fault
@@ -40,12 +69,21 @@ PROFILES: dict[str, Profile] = {
     "pca": Profile("pca", "pca", "OI-PCA", _pca_morphine, _pca_demands),
     "lvp": Profile("lvp", "lvp", "OI-LVP 2ch", _lvp_fluids, _some_fault),
     "icu-sedation": Profile("icu-sedation", "syringe", "OI-Syringe 50", _icu_sedation, _some_fault),
-    "insulin-aid": INSULIN_PROFILE,
+    "insulin-aid": Profile(
+        "insulin-aid", "insulin_patch", "OI-Patch AID", _no_scenario, factory=_insulin_bed
+    ),
     "oncology-5fu": Profile(
         "oncology-5fu", "ambulatory", "OI-Ambulatory", _oncology_5fu, _some_fault
     ),
     "picu": Profile("picu", "syringe", "OI-Syringe 50", _picu_dopamine, _some_fault),
-    "intrathecal": IMPLANT_PROFILE,
+    "intrathecal": Profile(
+        "intrathecal",
+        "implant",
+        "OI-Implant 20",
+        _baclofen,
+        _implant_happenings,
+        factory=_implant_bed,
+    ),
 }
 
 #: The ward's bed mix, cycled over the number of pumps asked for.

@@ -16,7 +16,7 @@ from openinfusion.server.ward.bedside import Bedside
 from openinfusion.server.ward.pumps import Action, Profile, SimPump
 
 
-def _baclofen(rng: random.Random) -> dict[str, Any]:
+def baclofen_program(rng: random.Random) -> dict[str, Any]:
     day = rng.choice([500, 600, 700])
     return {
         "pump": {"kind": "implant", "reservoir_ml": 20},
@@ -66,7 +66,7 @@ class ImplantBed(SimPump):
             self.implant.advance_to(t_s)
 
 
-def _presses(rng: random.Random) -> list[tuple[float, str, Action]]:
+def baclofen_presses(rng: random.Random) -> list[tuple[float, str, Action]]:
     """The patient presses the PTM about four times a day (some presses are denied)."""
     out: list[tuple[float, str, Action]] = []
     t = 0.0
@@ -79,8 +79,3 @@ def _presses(rng: random.Random) -> list[tuple[float, str, Action]]:
 def _press(bed: SimPump) -> None:
     assert isinstance(bed, ImplantBed)
     bed.implant.ptm()
-
-
-IMPLANT_PROFILE = Profile(
-    "intrathecal", "implant", "OI-Implant 20", _baclofen, _presses, factory=ImplantBed
-)

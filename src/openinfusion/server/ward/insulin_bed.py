@@ -135,12 +135,3 @@ def _meal(grams: float) -> Any:
                 bed.insulin.bolus(advice.units)
 
     return eat
-
-
-INSULIN_PROFILE = Profile(
-    "insulin-aid",
-    "insulin_patch",
-    "OI-Patch AID",
-    lambda rng: {},
-    factory=InsulinBed,
-)

@@ -247,6 +247,36 @@ class Ward:
         }
 
 
+async def tokens_per_pump(options: WardOptions) -> list[str]:
+    """One enrolment token per pump not yet enrolled ("" for the others), asked once for the
+    whole ward with the biomed credentials (``processes`` mode: one login, not N)."""
+    out: list[str] = []
+    given = list(options.tokens)
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        bearer = None
+        for _, serial, _ in plan_ward(options.pumps, options.seed):
+            db = options.data_dir / serial / "outbox.db"
+            if db.exists():
+                outbox = Outbox(options.data_dir / serial)
+                enrolled = outbox.enrolment() is not None
+                outbox.close()
+                if enrolled:
+                    out.append("")
+                    continue
+            if given:
+                out.append(given.pop(0))
+            elif options.credentials is not None:
+                bearer = bearer or await bearer_token(
+                    client, options.server_url, options.credentials
+                )
+                out.append(await enrolment_token(client, options.server_url, bearer))
+            else:
+                raise InputError(
+                    "token", "", f"pump {serial} is not enrolled: give --token or --credentials"
+                )
+    return out
+
+
 async def run_processes(options: WardOptions, argv_for: Callable[[int], list[str]]) -> int:
     """``processes`` mode: one OS process per pump; returns the worst exit code."""
     procs = [
