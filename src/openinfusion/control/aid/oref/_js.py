@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from math import isnan
 from typing import Any
 
 NAN = math.nan
@@ -26,6 +27,11 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 def num(value: Any) -> float:
     """ToNumber for JSON inputs: undefined/None -> NaN, booleans -> 0/1."""
+    kind = type(value)
+    if kind is float:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return float(value)
     if value is None:
         return NAN
     if value is True:
@@ -76,21 +82,25 @@ def jfloor(x: float) -> float:
     return float(math.floor(x))
 
 
-def jmin(*values: float) -> float:
+def jmin(a: float, b: float, *more: float) -> float:
     """``Math.min``: NaN if any argument is NaN."""
-    out = _INF
-    for v in values:
-        if math.isnan(v):
+    if isnan(a) or isnan(b):
+        return NAN
+    out = a if a < b else b
+    for v in more:
+        if isnan(v):
             return NAN
         out = min(out, v)
     return out
 
 
-def jmax(*values: float) -> float:
+def jmax(a: float, b: float, *more: float) -> float:
     """``Math.max``: NaN if any argument is NaN."""
-    out = -_INF
-    for v in values:
-        if math.isnan(v):
+    if isnan(a) or isnan(b):
+        return NAN
+    out = a if a > b else b
+    for v in more:
+        if isnan(v):
             return NAN
         out = max(out, v)
     return out

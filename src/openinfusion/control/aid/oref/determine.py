@@ -746,11 +746,13 @@ def _js_mod(x: float, m: float) -> float:
 
 
 def _clip_round(values: list[float]) -> list[float]:
-    """Predicted BGs as displayed: whole mg/dL within 39-401."""
-    out = []
-    for p in values:
-        out.append(jround(jmin(401, jmax(39, p))))
-    return out
+    """Predicted BGs as displayed: whole mg/dL within 39-401 (halves up; for values in
+    that range ``floor(p + 0.5)`` is exactly ``Math.round``)."""
+    floor = math.floor
+    try:
+        return [39.0 if p < 39 else 401.0 if p > 401 else float(floor(p + 0.5)) for p in values]
+    except ValueError:  # NaN in the curve: the reference's NaN rules
+        return [jround(jmin(401, jmax(39, p))) for p in values]
 
 
 def _trim_flat_tail(curve: list[float], keep: int) -> None:

@@ -1,3 +1,4 @@
+# ruff: noqa: PLR1730  (the hot loop keeps explicit comparisons: no builtin call per step)
 """The four 4-hour glucose predictions of oref0 (IOB, COB, UAM, zero-temp) and the minima
 and guards taken from them (npm ``oref0`` 0.7.1, determine-basal prediction loop; see
 AID_REFERENCE.md §2.3). Glucose in mg/dL, one point per 5 min, impacts in mg/dL/5 min.
@@ -15,6 +16,7 @@ still count for the minima and the "last" values, and so do they here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +51,7 @@ class Predictions:
     last_uam: float
 
 
-def predict(
+def _predict_general(
     ticks: Sequence[Mapping[str, Any]],
     bg: float,
     eventual_bg: float,
@@ -62,9 +64,8 @@ def predict(
     slope_from_deviations: float,
     enable_uam: bool,
 ) -> Predictions:
-    """Run the prediction over the IOB ticks (each with ``activity`` U/min and
-    ``iobWithZeroTemp.activity``). A tick without ``iobWithZeroTemp`` ends the curves there,
-    as the reference's exception does; on the first tick it is an error (ValueError)."""
+    """The prediction loop with the reference's semantics for every value (NaN, missing
+    fields); :func:`predict` uses it when its fast path does not apply."""
     iob = [bg]
     cob = [bg]
     uam = [bg]
@@ -145,3 +146,153 @@ def predict(
         cob_pred,
         uam_pred,
     )
+
+
+# Factors of the step count n (points already in a curve), computed as the reference does.
+_DEV_FACTOR = tuple(1 - min(1, n / _DEVIATION_DECAY_POINTS) for n in range(POINTS + 1))
+_UAM_FACTOR = tuple(1 - n / _UAM_MAX_DECAY_POINTS for n in range(POINTS + 1))
+
+
+def predict(
+    ticks: Sequence[Mapping[str, Any]],
+    bg: float,
+    eventual_bg: float,
+    sens: float,
+    ci: float,
+    uci: float,
+    cid: float,
+    remaining_ca_time_h: float,
+    remaining_ci_peak: float,
+    slope_from_deviations: float,
+    enable_uam: bool,
+) -> Predictions:
+    """Run the prediction over the IOB ticks (each with ``activity`` U/min and
+    ``iobWithZeroTemp.activity``). A tick without ``iobWithZeroTemp`` ends the curves there,
+    as the reference's exception does; on the first tick it is an error (ValueError).
+
+    Fast path (all inputs finite numbers): plain float arithmetic in the reference's order,
+    so every value is the same double; running minima are rounded once at the end, which
+    gives the reference's rounded running minima (rounding is monotonic).
+    """
+    args = (bg, eventual_bg, sens, ci, uci, cid, remaining_ca_time_h)
+    general = (
+        ticks,
+        bg,
+        eventual_bg,
+        sens,
+        ci,
+        uci,
+        cid,
+        remaining_ca_time_h,
+        remaining_ci_peak,
+        slope_from_deviations,
+        enable_uam,
+    )
+    try:
+        activity = [t["activity"] for t in ticks]
+        zt_activity = [t["iobWithZeroTemp"]["activity"] for t in ticks]
+        total = sum(activity) + sum(zt_activity) + sum(args)
+        total += remaining_ci_peak + slope_from_deviations
+        usable = total - total == 0.0 and remaining_ca_time_h != 0
+    except (KeyError, TypeError):
+        usable = False
+    if not usable:
+        return _predict_general(*general)
+    floor = math.floor
+    pred_bgi = [
+        (f + 1 if (x := -a * sens * 5 * 100) - (f := floor(x)) >= 0.5 else f) / 100
+        for a in activity
+    ]
+    pred_zt_bgi = [
+        (f + 1 if (x := -a * sens * 5 * 100) - (f := floor(x)) >= 0.5 else f) / 100
+        for a in zt_activity
+    ]
+    iob = [bg]
+    cob = [bg]
+    uam = [bg]
+    zt = [bg]
+    iob_last = cob_last = uam_last = zt_last = bg
+    low_iob = low_cob = low_uam = low_zt = math.inf  # minima over every point
+    late_iob = late_cob = late_uam = math.inf  # minima after the waits
+    max_iob_pred = bg
+    max_cob_pred = bg
+    carbs_active = truthy(cid) or remaining_ci_peak > 0
+    ci_positive = ci if ci > 0 else 0.0
+    ci_span = cid * 2
+    if not ci_span > 1:
+        ci_span = 1.0
+    ca_points = remaining_ca_time_h * 12
+    ca_half_points = remaining_ca_time_h / 2 * 12
+    iob_p = eventual_bg
+    cob_p = uam_p = NAN
+    for k in range(len(activity)):
+        n = k + 1 if k < POINTS - 1 else POINTS
+        bgi = pred_bgi[k]
+        dev = ci * _DEV_FACTOR[n]
+        iob_p = iob_last + bgi + dev
+        zt_p = zt_last + pred_zt_bgi[k]
+        pci = ci_positive * (1 - n / ci_span)
+        if not pci > 0:
+            pci = 0.0
+        intervals = ca_points - n
+        if n < intervals:
+            intervals = n
+        rci = intervals / ca_half_points * remaining_ci_peak
+        if not rci > 0:
+            rci = 0.0
+        falling = dev if dev < 0 else 0.0
+        cob_p = cob_last + bgi + falling + pci + rci
+        slope_ci = uci + n * slope_from_deviations
+        if not slope_ci > 0:
+            slope_ci = 0.0
+        linear_ci = uci * _UAM_FACTOR[n]
+        if not linear_ci > 0:
+            linear_ci = 0.0
+        uam_p = uam_last + bgi + falling + (slope_ci if slope_ci < linear_ci else linear_ci)
+        if k < POINTS - 1:
+            iob.append(iob_p)
+            cob.append(cob_p)
+            uam.append(uam_p)
+            zt.append(zt_p)
+            iob_last, cob_last, uam_last, zt_last = iob_p, cob_p, uam_p, zt_p
+        if cob_p < low_cob:
+            low_cob = cob_p
+        if uam_p < low_uam:
+            low_uam = uam_p
+        if iob_p < low_iob:
+            low_iob = iob_p
+        if zt_p < low_zt:
+            low_zt = zt_p
+        if k >= _IOB_WAIT_POINTS - 1:
+            if iob_p < late_iob:
+                late_iob = iob_p
+            if carbs_active and cob_p < late_cob:
+                late_cob = cob_p
+        if iob_p > max_iob_pred:
+            max_iob_pred = iob_p
+        if carbs_active and cob_p > max_iob_pred:
+            max_cob_pred = cob_p
+        if k >= _UAM_WAIT_POINTS - 1 and enable_uam and uam_p < late_uam:
+            late_uam = uam_p
+    return Predictions(
+        iob,
+        cob,
+        uam,
+        zt,
+        _rounded_min(late_iob),
+        _rounded_min(late_cob),
+        _rounded_min(late_uam),
+        _rounded_min(low_iob),
+        _rounded_min(low_cob),
+        _rounded_min(low_uam),
+        _rounded_min(low_zt),
+        max_cob_pred,
+        iob_p,
+        cob_p,
+        uam_p,
+    )
+
+
+def _rounded_min(lowest: float) -> float:
+    """The reference's running minimum: rounded, and 999 when nothing went below 999."""
+    return jround(lowest) if lowest < 999 else 999.0
