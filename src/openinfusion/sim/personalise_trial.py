@@ -33,9 +33,15 @@ from openinfusion.control.aid.pid import PidIfbController
 from openinfusion.control.aid.therapy_history import Array, TherapyHistory, TherapySettings
 from openinfusion.control.aid.trial_adapter import TrialAid
 from openinfusion.errors import InputError
-from openinfusion.physiology.glucose import GlucoseParameters, GlucosePatients, simulate
+from openinfusion.physiology.glucose import (
+    GlucoseParameters,
+    GlucosePatients,
+    simulate,
+    subject_names,
+)
 from openinfusion.physiology.sensors import CgmSensor
-from openinfusion.sim.glucose_scenario import build_inputs, load_glucose_scenario
+from openinfusion.sim.glucose_scenario import Insulin, build_inputs, load_glucose_scenario
+from openinfusion.units import Kind, parse_quantity
 
 CGM_EVERY_MIN = 5
 DEFAULT_MEALS = ((7 * 60.0, 50.0), (12 * 60.0, 70.0), (18 * 60.0, 80.0))
@@ -118,6 +124,17 @@ def _meals_from_intake(eaten_g_min: Array) -> tuple[Array, Array]:
     return starts.astype(float), cum[stops] - cum[starts]
 
 
+@dataclass(frozen=True)
+class _Traces:
+    """The per-minute traces :func:`history_from_trial` reads (a trial result's shape)."""
+
+    names: list[str]
+    bg_mg_dl: Array
+    cgm_mg_dl: Array
+    insulin_u_min: Array
+    carbs_g_min: Array
+
+
 def history_from_trial_json(
     doc: dict[str, Any],
     *,
@@ -130,8 +147,6 @@ def history_from_trial_json(
     ``scenario`` overrides the path the output names. ``settings`` default to what the
     scenario programmed: its basal (the subject's steady-state basal for "patient") and
     the subject's ISF and CR."""
-    from openinfusion.physiology.glucose import subject_names
-
     if doc.get("controller") != "open-loop":
         raise InputError(
             "controller",
@@ -168,29 +183,15 @@ def history_from_trial_json(
             f"must have one value per minute of the scenario ({minutes})",
         )
     values = np.array([np.nan if v is None else float(v) for v in cgm], dtype=float)
-    if settings is None:
-        programmed = float(inputs.programmed_u_min[0, 0]) * 60.0 if minutes else 0.0
-        basal_text = spec.insulin.basal.strip().lower()
-        rate = float(p.basal_u_per_h[0]) if basal_text == "patient" else programmed
+    if settings is None:  # the scenario's programmed basal, before temp basals and boluses
+        plain = spec.model_copy(update={"insulin": Insulin(basal=spec.insulin.basal)})
+        rate = float(build_inputs(plain, p.basal_u_per_h).programmed_u_min[0, 0]) * 60.0
         settings = subject_settings(chosen).with_values(basal_u_h=np.full(24, rate))
     announced = np.zeros(minutes)
-    total = minutes
-    for m in spec.meals:
-        from openinfusion.units import Kind, parse_quantity
-
-        at = int(np.floor(parse_quantity(m.at, Kind.DURATION, "meals.at") + 1e-9))
-        if 0 <= at < total:
-            announced[at] += m.carbs_g
-
-    @dataclass
-    class _Result:
-        names: list[str]
-        bg_mg_dl: Array
-        cgm_mg_dl: Array
-        insulin_u_min: Array
-        carbs_g_min: Array
-
-    res = _Result(
+    for i, meal in enumerate(spec.meals):
+        at = parse_quantity(meal.at, Kind.DURATION, f"meals[{i}].at")
+        announced[min(int(np.floor(at + 1e-9)), minutes - 1)] += meal.carbs_g
+    res = _Traces(
         [chosen], values[None, :], values[None, :], inputs.insulin_u_min, inputs.carbs_g_min
     )
     return history_from_trial(res, 0, settings, start_hour=spec.start_hour, carbs_g_min=announced)
