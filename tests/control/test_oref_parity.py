@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from openinfusion.control.aid.oref import (
@@ -33,6 +33,15 @@ from openinfusion.control.aid.oref import (
     to_json,
 )
 from openinfusion.control.aid.oref._js import jround, js_str, to_fixed
+from openinfusion.control.aid.oref.inputs import (
+    check_autosens,
+    check_currenttemp,
+    check_glucose,
+    check_iob,
+    check_meal,
+    check_profile,
+)
+from openinfusion.errors import InputError
 from tests.control.oref_cases import make_case, make_cases
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -256,10 +265,18 @@ def test_rounding_is_javascripts() -> None:
 @given(st.integers(min_value=0, max_value=2**32 - 1))
 def test_decision_respects_safety_limits(seed: int) -> None:
     case = make_case(random.Random(seed))
-    try:
-        status = get_last_glucose(case["glucose"])
-    except ValueError:
-        return
+    try:  # the domain the command accepts; broken inputs are for the parity test
+        check_glucose(case["glucose"])
+        check_iob(case["iob"])
+        check_profile(case["profile"])
+        check_currenttemp(case["currenttemp"])
+        if case["meal"] is not None:
+            check_meal(case["meal"])
+        if case["autosens"] is not None:
+            check_autosens(case["autosens"])
+    except InputError:
+        assume(False)
+    status = get_last_glucose(case["glucose"])
     result = determine_basal(
         status,
         case["currenttemp"],
