@@ -10,6 +10,7 @@ the rule, so the algorithms never see NaN, negative insulin or unsorted times.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -30,11 +31,14 @@ MAX_HISTORY_DAYS = 120
 
 
 def _finite(field_name: str, value: float, low: float, high: float, unit: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(field_name, value, "must be a finite number")
+    value = float(value)
+    if not math.isfinite(value):
         raise InputError(field_name, value, "must be a finite number")
     if not low <= value <= high:
         raise InputError(field_name, value, f"must be {low:g} to {high:g} {unit}")
-    return float(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,15 @@ class TherapySettings:
         hourly.setflags(write=False)
         object.__setattr__(self, "basal_u_h", hourly)
         object.__setattr__(self, "_hourly", hourly)
-        for name in ("isf_mg_dl_u", "carb_ratio_g_u", "dia_h", "peak_min"):
+        for name in (
+            "isf_mg_dl_u",
+            "carb_ratio_g_u",
+            "dia_h",
+            "peak_min",
+            "autosens_min",
+            "autosens_max",
+            "min_5m_carbimpact_mg_dl",
+        ):
             object.__setattr__(self, name, float(getattr(self, name)))
 
     @property
