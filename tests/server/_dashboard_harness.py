@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts" / "dashboard"
 SERVE = Path(__file__).with_name("_dashboard_serve.py")
 DESKTOP = {"width": 1280, "height": 860}
+ONLINE_WINDOW_S = 4.0  # the server's default is 30 s; short here so a test sees "offline"
 PHONE = {"width": 390, "height": 844}
 
 
@@ -117,7 +118,7 @@ def dash_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Da
     log_path = root / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(SERVE), str(data_dir), str(port)],
+            [sys.executable, str(SERVE), str(data_dir), str(port), str(ONLINE_WINDOW_S)],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from playwright.sync_api import Page, expect
 
 from tests.server._dashboard_feed import FeedPump, channel
 from tests.server._dashboard_harness import (  # noqa: F401  (fixtures by name)
+    ONLINE_WINDOW_S,
     DashServer,
     browser_fixture,
     dash_server_fixture,
@@ -58,10 +60,20 @@ def bed_fixture(dash_server: DashServer) -> FeedPump:
     return pump
 
 
+@pytest.fixture(scope="module", name="quiet")
+def quiet_fixture(dash_server: DashServer) -> tuple[FeedPump, float]:
+    """A pump that reports once and then falls silent (and when it last spoke)."""
+    pump = dash_server.pump("ICU-BED-19", "syringe")
+    pump.status([channel(1, "midazolam", rate_ml_h=3, infused_ml=10, vtbi_left_ml=40)])
+    pump.close()
+    return pump, time.monotonic()
+
+
 @pytest.fixture(scope="module", name="home")
 def home_fixture(dash_server: DashServer) -> dict[str, FeedPump]:
     """An insulin pump that uploads two days of hourly CGM readings (75 % in 70-180 mg/dL)
-    on reconnecting, and an ambulatory pump half-way through its 5-FU cassette."""
+    on reconnecting, an ambulatory pump half-way through its 5-FU cassette, and an implanted
+    intrathecal pump reporting its reservoir."""
     insulin = dash_server.pump("HOME-INS-21", "insulin_patch")
     start = datetime.now(UTC).replace(minute=30, second=0, microsecond=0) - timedelta(hours=48)
     backlog: list[tuple[str, dict[str, Any], datetime | None]] = []
@@ -79,7 +91,7 @@ def home_fixture(dash_server: DashServer) -> dict[str, FeedPump]:
                     dose_unit="units/h",
                 )
             ],
-            "cgm_mg_dl": glucose,
+            "patient": {"cgm_mg_dl": glucose, "iob_u": 1.25, "loop": "closed"},
         }
         backlog.append(("status", body, start + timedelta(hours=hour)))
     insulin.send_many(backlog)
@@ -97,7 +109,12 @@ def home_fixture(dash_server: DashServer) -> dict[str, FeedPump]:
             )
         ]
     )
-    return {"insulin": insulin, "chemo": chemo}
+    implant = dash_server.pump("HOME-ITB-21", "implant")
+    implant.status(
+        [channel(1, "baclofen", rate_ml_h=0.006, infused_ml=7.5, vtbi_left_ml=None)],
+        patient={"drug": "baclofen", "reservoir_ml": 12.5, "last_24h_mcg": 150.0, "ptm_presses": 2},
+    )
+    return {"insulin": insulin, "chemo": chemo, "implant": implant}
 
 
 def points(page: Page, selector: str) -> list[tuple[float, float]]:
@@ -106,7 +123,7 @@ def points(page: Page, selector: str) -> list[tuple[float, float]]:
 
 
 def test_pump_detail_charts_rate_and_volume(
-    dash_server: DashServer, bed: FeedPump, desktop: Page
+    dash_server: DashServer, bed: FeedPump, quiet: tuple[FeedPump, float], desktop: Page
 ) -> None:
     login(desktop, dash_server, "biomed")  # the role that may read stored pump messages
     desktop.click(f".pump-card[data-pump-id='{bed.pump_id}']")
@@ -149,7 +166,8 @@ def test_home_patients_cgm_agp_and_chemotherapy_progress(
     desktop.click("#nav a[data-page='remote']")
     insulin = desktop.locator(f".remote-card[data-pump-id='{home['insulin'].pump_id}']")
     expect(insulin.locator(".tir")).to_have_text("75 %")
-    expect(insulin.locator(".cgm-now")).not_to_have_text("—")
+    expect(insulin.locator(".cgm-now")).to_have_text("210 mg/dL")  # the last hour's reading
+    expect(insulin).to_contain_text("1.25 U")
     expect(insulin.locator("polygon.chart-band")).to_have_count(2)  # 5-95 and 25-75
     median = points(
         desktop, f".remote-card[data-pump-id='{home['insulin'].pump_id}'] polyline.s-median"
@@ -160,6 +178,8 @@ def test_home_patients_cgm_agp_and_chemotherapy_progress(
     expect(chemo.locator(".progress")).to_have_attribute("aria-valuenow", "50")
     expect(chemo).to_contain_text("48.3 mL of 96.6 mL (50 %)")
     expect(chemo).to_contain_text("23 h of 46 h")  # 48.3 mL at 2.1 mL/h, as much again to go
+    implant = desktop.locator(f".remote-card[data-pump-id='{home['implant'].pump_id}']")
+    expect(implant.locator(".reservoir")).to_have_text("12.5 mL")
     screenshot(desktop, "home-patients-desktop")
 
 
@@ -184,18 +204,19 @@ def test_library_page_lists_fleet_versions(
         expect(desktop.locator("table.libraries")).to_be_visible()
 
 
-@pytest.mark.parametrize("route", ["ward", "alarms", "library", "remote", "pump"])
 def test_phone_layout_has_no_horizontal_scroll(
-    dash_server: DashServer, bed: FeedPump, home: dict[str, FeedPump], phone: Page, route: str
+    dash_server: DashServer, bed: FeedPump, home: dict[str, FeedPump], phone: Page
 ) -> None:
     login(phone, dash_server, "biomed")
-    path = f"pump/{bed.pump_id}" if route == "pump" else route
-    phone.goto(f"{dash_server.base_url}/#/{path}")
-    phone.wait_for_selector(f".page-{route} h1")
-    phone.wait_for_timeout(400)  # the page's own fetches settle
-    width = phone.evaluate("document.documentElement.scrollWidth")
-    assert width <= 390, f"{route}: page is {width} px wide on a 390 px screen"
-    screenshot(phone, f"{route}-phone")
+    for route in ("ward", "alarms", "library", "remote", "pump"):
+        path = f"pump/{bed.pump_id}" if route == "pump" else route
+        phone.goto(f"{dash_server.base_url}/#/{path}")
+        phone.wait_for_selector(f".page-{route} h1")
+        if route in ("pump", "remote"):
+            phone.wait_for_selector(f".page-{route} svg.chart polyline")
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{route}: page is {width} px wide on a 390 px screen"
+        screenshot(phone, f"{route}-phone")
 
 
 def test_alarm_sound_schedule_by_priority(dash_server: DashServer, desktop: Page) -> None:
@@ -226,3 +247,20 @@ def test_alarm_sound_schedule_by_priority(dash_server: DashServer, desktop: Page
     )
     desktop.click("#sound")
     expect(desktop.locator("#sound")).to_have_text(re.compile("Sound off"))
+
+
+def test_a_silent_pump_is_greyed_with_last_seen(
+    dash_server: DashServer, quiet: tuple[FeedPump, float], desktop: Page
+) -> None:
+    pump, spoke_at = quiet
+    time.sleep(max(0.0, spoke_at + ONLINE_WINDOW_S + 0.5 - time.monotonic()))
+    login(desktop, dash_server, "nurse")
+    silent = desktop.locator(f".pump-card[data-pump-id='{pump.pump_id}']")
+    expect(silent).to_have_class(re.compile(r"\boffline\b"))
+    expect(silent.locator(".link-state")).to_have_text(
+        re.compile(r"^offline — last seen \d+ s ago$")
+    )
+    expect(silent.locator(".drug")).to_have_text("midazolam")  # last known values stay shown
+    grey = silent.evaluate("el => getComputedStyle(el).backgroundColor")
+    assert grey == "rgb(228, 231, 234)", grey
+    assert silent.evaluate("el => getComputedStyle(el).borderTopStyle") == "dashed"

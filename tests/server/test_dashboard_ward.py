@@ -117,7 +117,7 @@ def test_the_ward_fills_in_live_without_reload(
             "--speed",
             "60",
             "--duration",
-            "4",
+            "2",
             "--data-dir",
             str(tmp_path / "ward"),
         ],

@@ -120,9 +120,13 @@ soundButton.addEventListener("click", () => {
   }
 });
 logoutButton.addEventListener("click", () => logout());
-// Relative times ("last seen 40 s ago") and sound repeats move on between updates.
+// Relative times ("last seen 40 s ago") and sound repeats move on between updates. A pump
+// falling silent publishes no event, so even a live page re-reads the ward every 10 s to
+// show it offline.
+const LIVE_REFRESH_MS = 10000;
 setInterval(() => {
   if (!session()) return;
+  if (liveMode() === "live" && Date.now() - (store.loadedAt || 0) >= LIVE_REFRESH_MS) refresh();
   soundCheck();
   if (page && page.name === "ward") draw("tick");
 }, 5000);

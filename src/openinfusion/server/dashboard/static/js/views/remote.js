@@ -15,23 +15,36 @@ import { channelsOf, pumpLabel, store } from "../store.js";
 import { notAvailable, notice, onlineText, stateText } from "./common.js";
 import { recentMessages } from "./pump.js";
 
-export const HOME_KINDS = new Set(["insulin_patch", "ambulatory"]);
+export const HOME_KINDS = new Set(["insulin_patch", "ambulatory", "implant"]);
+const KIND_TITLE = {
+  insulin_patch: "insulin pump",
+  ambulatory: "ambulatory chemotherapy",
+  implant: "implanted intrathecal pump",
+};
 const BIN_MIN = 60;
 
 const view = { messages: new Map(), available: true, reason: null, loading: false };
 
+/** The patient readings a pump reports in its status (``body.patient``), or {}. */
+export function patientOf(body) {
+  const patient = body && body.patient;
+  return patient && typeof patient === "object" ? patient : {};
+}
+
 /** A CGM reading (mg/dL) from a status body, or null. */
 export function cgmOf(body) {
-  if (!body || typeof body !== "object") return null;
-  for (const key of ["cgm_mg_dl", "glucose_mg_dl", "sensor_glucose_mg_dl"]) {
-    if (typeof body[key] === "number" && Number.isFinite(body[key])) return body[key];
+  const value = patientOf(body).cgm_mg_dl;
+  return typeof value === "number" && Number.isFinite(value) ? value : null;
+}
+
+/** The latest patient readings among the messages (newest status with any). */
+function latestPatient(messages) {
+  for (let i = messages.length - 1; i >= 0; i -= 1) {
+    if (messages[i].type === "status" && Object.keys(patientOf(messages[i].body)).length) {
+      return patientOf(messages[i].body);
+    }
   }
-  const cgm = body.cgm;
-  if (typeof cgm === "number") return cgm;
-  if (cgm && typeof cgm === "object") {
-    for (const key of ["mg_dl", "value", "glucose_mg_dl"]) if (typeof cgm[key] === "number") return cgm[key];
-  }
-  return null;
+  return {};
 }
 
 export function cgmTrace(messages) {
@@ -100,6 +113,7 @@ function insulinPanel(pump, messages) {
   const tir = timeInRanges(trace);
   const last = trace[trace.length - 1];
   const ch = channelsOf(pump)[0] || {};
+  const latest = latestPatient(messages);
   const pick = (key) => profile.map((b) => [b.minute, b[key]]);
   return [
     h(
@@ -109,6 +123,8 @@ function insulinPanel(pump, messages) {
       h("div", {}, h("dt", {}, "Reading"), h("dd", {}, last ? ago(new Date(last[0]).toISOString()) : "—")),
       h("div", {}, h("dt", {}, "Basal rate"), h("dd", {}, num(ch.dose ?? null, ch.dose_unit || "") )),
       h("div", {}, h("dt", {}, "Time in range"), h("dd", { class: "tir" }, Number.isFinite(tir.inRange) ? `${Math.round(tir.inRange)} %` : "—")),
+      h("div", {}, h("dt", {}, "Insulin on board"), h("dd", {}, num(latest.iob_u ?? null, "U"))),
+      h("div", {}, h("dt", {}, "Loop"), h("dd", {}, latest.loop ? String(latest.loop) : "—")),
     ),
     trace.length
       ? h(
@@ -180,10 +196,23 @@ function chemoPanel(pump) {
   });
 }
 
+function implantPanel(pump, messages) {
+  const latest = latestPatient(messages);
+  const ch = channelsOf(pump)[0] || {};
+  return h(
+    "dl",
+    { class: "values" },
+    h("div", {}, h("dt", {}, "Drug"), h("dd", {}, latest.drug || ch.drug || "—")),
+    h("div", {}, h("dt", {}, "Reservoir"), h("dd", { class: "reservoir" }, num(latest.reservoir_ml ?? null, "mL"))),
+    h("div", {}, h("dt", {}, "Last 24 h"), h("dd", {}, num(latest.last_24h_mcg ?? null, "mcg"))),
+    h("div", {}, h("dt", {}, "Patient presses"), h("dd", {}, num(latest.ptm_presses ?? null))),
+  );
+}
+
 async function loadAll(pumps) {
   view.loading = true;
   for (const pump of pumps) {
-    if (pump.kind !== "insulin_patch") continue;
+    if (pump.kind === "ambulatory") continue;
     const got = await recentMessages(pump).catch(() => ({ available: true, messages: [] }));
     view.available = got.available;
     view.reason = got.reason;
@@ -205,7 +234,7 @@ function draw(root, pumps) {
   replace(
     root,
     h("h1", {}, "Home patients"),
-    pumps.length ? null : notice("info", "No insulin or ambulatory pump is connected."),
+    pumps.length ? null : notice("info", "No insulin, ambulatory or implanted pump is connected."),
     pumps.map((pump) =>
       h(
         "section",
@@ -215,14 +244,16 @@ function draw(root, pumps) {
           {},
           h("a", { href: `#/pump/${encodeURIComponent(pump.id)}` }, pumpLabel(pump)),
           " ",
-          h("span", { class: "pump-kind" }, pump.kind === "insulin_patch" ? "insulin pump" : "ambulatory chemotherapy"),
+          h("span", { class: "pump-kind" }, KIND_TITLE[pump.kind] || pump.kind),
         ),
         h("p", { class: ["link-state", pump.online ? "is-online" : "is-offline"] }, onlineText(pump)),
-        pump.kind === "insulin_patch"
-          ? !view.available
-            ? notAvailable("CGM history (pump messages)", view.reason)
-            : insulinPanel(pump, view.messages.get(pump.id) || [])
-          : chemoPanel(pump),
+        pump.kind === "ambulatory"
+          ? chemoPanel(pump)
+          : !view.available
+            ? notAvailable("Patient readings (pump messages)", view.reason)
+            : pump.kind === "insulin_patch"
+              ? insulinPanel(pump, view.messages.get(pump.id) || [])
+              : implantPanel(pump, view.messages.get(pump.id) || []),
       ),
     ),
   );
