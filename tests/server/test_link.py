@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openinfusion.errors import InputError
 from openinfusion.library import sample_library, sign_library
@@ -421,3 +423,90 @@ def test_enrol_pins_the_server_key_and_refuses_a_clone_answer(tmp_path: Path) ->
 
     asyncio.run(main())
     assert ws_url("https://h:8443/") == "wss://h:8443/api/gateway/ws"
+
+
+def _admit(frame: dict[str, Any]) -> Any:
+    from openinfusion.security.envelope import verify_command
+    from openinfusion.security.replay import MemorySeenStore, ReplayGuard
+
+    guard = ReplayGuard(MemorySeenStore(), monotonic=lambda: 0.0, wall=lambda: datetime.now(UTC))
+    return guard.admit(verify_command(frame, SERVER_KEY.public_key(), pump_id="P-0001")), guard
+
+
+_SHARED: list[ScenarioPump] = []
+
+
+def _shared_pump() -> ScenarioPump:
+    """One running pump for every example (each example compares with the rate it found)."""
+    if not _SHARED:
+        pump = ScenarioPump(PROFILE, "SER-P", random.Random(1))
+        pump.start()
+        _SHARED.append(pump)
+    return _SHARED[0]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    value=st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.integers(-(10**9), 10**9),
+        st.text(max_size=6),
+        st.booleans(),
+        st.none(),
+    ),
+    field=st.sampled_from(["rate_ml_h", "dose"]),
+)
+def test_c26_no_remote_titration_escapes_the_pump_limits(field: str, value: object) -> None:
+    """C-26/C-18 as a property: whatever a (compromised) server signs as a titration, the
+    channel's rate stays within the envelope of hard limits, and a refused titration
+    changes nothing."""
+    pump = _shared_pump()
+    ch = pump.device.channels[0]
+    before = ch.rate_ml_h
+    params: dict[str, Any] = {field: value}
+    if field == "dose":
+        params["dose_unit"] = "mcg/kg/min"
+    try:
+        frame = _cmd("titrate", params)
+    except ValueError:
+        return  # NaN/inf cannot even be signed (canonical JSON refuses them)
+    admission, guard = _admit(frame)
+    outcome = pump.bedside.apply(admission, guard)
+    limit = ch.plan.envelope.max_rate_ml_h  # type: ignore[union-attr]
+    assert ch.rate_ml_h <= limit + 1e-9
+    if outcome.outcome == "rejected":
+        assert ch.rate_ml_h == before
+    else:
+        assert outcome.outcome == "accepted"
+        assert ch.rate_ml_h > 0
+
+
+def test_unconfirmed_remote_program_expires_and_is_reported(tmp_path: Path) -> None:
+    """No remote change waits for later: an unconfirmed pre-populated program is dropped at
+    its deadline and the pump says so in a second command_result."""
+
+    async def body(receiver: Receiver) -> None:
+        pump, _, link, clocks = _pump(tmp_path, receiver)
+        async with _running(link):
+            await receiver.wait_for(lambda: "P-0001" in receiver.connections)
+            await receiver.send("P-0001", _cmd("stop"))
+            await receiver.wait_for(lambda: len(_results(receiver)) >= 1)
+            program = {
+                "drug": "norepinephrine",
+                "concentration": "16 mg/250 mL",
+                "dose": "0.05 mcg/kg/min",
+            }
+            frame = _cmd("program", program, ttl_s=2.0)
+            await receiver.send("P-0001", frame)
+            await receiver.wait_for(lambda: 0 in pump.bedside.pending)
+            clocks.mono_offset = 3.0
+            await receiver.wait_for(
+                lambda: sum(r["command_id"] == frame["command_id"] for r in _results(receiver)) == 2
+            )
+        outcomes = [r for r in _results(receiver) if r["command_id"] == frame["command_id"]]
+        assert [r["outcome"] for r in outcomes] == ["awaiting_confirmation", "rejected"]
+        assert "expired" in outcomes[1]["reason"]
+        assert pump.device.channels[0].state is not State.RUNNING
+        assert not pump.bedside.pending
+
+    _run(body)

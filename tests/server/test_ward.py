@@ -134,3 +134,27 @@ def test_credentials_give_enrolment_tokens(tmp_path: Path) -> None:
                 await bearer_token(client, "http://s", creds)
 
     asyncio.run(main())
+
+
+def test_insulin_bed_closed_loop_keeps_glucose_in_range_and_respects_a_remote_pause() -> None:
+    """The closed-loop bed: over a day with three meals the loop keeps plasma glucose out of
+    severe hypo- and hyperglycaemia; the pump runs temp basals it decided; a channel paused
+    from the central station stays paused (the loop does not resume it)."""
+    from openinfusion.pump.channel import State
+    from openinfusion.server.ward.insulin_bed import InsulinBed
+
+    bed = build_pump("insulin-aid", "SER-I", random.Random(5))
+    assert isinstance(bed, InsulinBed)
+    bed.start()
+    bgs = []
+    for minute in range(15, 24 * 60 + 1, 15):
+        bed.advance_to(minute * 60.0)
+        bgs.append(float(bed.patient.bg_mg_dl[0]))
+    assert min(bgs) > 54.0 and max(bgs) < 300.0, (min(bgs), max(bgs))
+    kinds = [r.kind for r in bed.device.records]
+    assert "temp_basal_started" in kinds
+    assert bed.observation()["cgm_mg_dl"] is not None
+    bed.device.pause(0)
+    bed.bedside.held.add(0)
+    bed.advance_to(bed.device.t_s + 3 * 3600.0)
+    assert bed.insulin.channel.state is State.PAUSED
