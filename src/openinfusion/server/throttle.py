@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from openinfusion.server.models import LoginThrottle
@@ -29,15 +32,31 @@ def blocked_for(session: Session, keys: list[str], now: datetime) -> float:
     return wait
 
 
+def _ensure_row(session: Session, key: str, now: datetime) -> LoginThrottle:
+    """The counter row for ``key``, created if missing and locked for this transaction.
+
+    Insert-or-ignore first, so two processes failing a login at once cannot both insert.
+    """
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(
+        insert(LoginThrottle)
+        .values(key=key, failures=0, last_failure_at=now, blocked_until=None)
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    return session.scalars(
+        select(LoginThrottle)
+        .where(LoginThrottle.key == key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
 def record_failure(
     session: Session, keys: list[str], now: datetime, free: int, cap_s: float
 ) -> None:
-    for key in keys:
-        row = session.get(LoginThrottle, key)
-        if row is None:
-            row = LoginThrottle(key=key, failures=0, last_failure_at=now, blocked_until=None)
-            session.add(row)
-        elif (now - row.last_failure_at).total_seconds() > cap_s:
+    for key in sorted(keys):  # one lock order everywhere: no deadlock between processes
+        row = _ensure_row(session, key, now)
+        if (now - row.last_failure_at).total_seconds() > cap_s:
             row.failures = 0
         row.failures += 1
         row.last_failure_at = now

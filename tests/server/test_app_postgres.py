@@ -1,0 +1,210 @@
+"""PostgreSQL: the same server on a throwaway database, and two server processes on one
+database where an event stored through one appears on the other's live stream and a
+command issued on one reaches a pump connected to the other (LISTEN/NOTIFY).
+
+Needs the machine's PostgreSQL (127.0.0.1:5432, user postgres, trust auth). Without it these
+tests skip with the reason, except under CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from openinfusion.cli.main import app as cli_app
+from openinfusion.security import verify_command
+from openinfusion.security.envelope import command_result_body
+from openinfusion.server.app import open_context
+from tests.server._server_support import (
+    TestPump,
+    cheap_password_hashing,  # noqa: F401 (autouse)
+    make_settings,
+)
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _unreachable() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    reason = _unreachable()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs PostgreSQL at 127.0.0.1:5432 and it is unreachable: {reason}")
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is unreachable ({reason})")
+    name = f"oi_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    """``openinfusion serve`` in its own process."""
+
+    def __init__(self, data_dir: Path, db: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/api/gateway/ws"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from openinfusion.cli.main import run; sys.argv[0] = 'openinfusion'; run()",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(data_dir),
+                "--db",
+                db,
+                "--json",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not become healthy")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def _login(url: str, username: str, password: str) -> dict[str, str]:
+    r = httpx.post(f"{url}/api/auth/token", data={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def test_two_processes_share_events_commands_and_one_audit_chain(
+    pg_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, db_url=pg_url)
+    data_dir = settings.data_dir
+    # Provision once (schema, server key, accounts), then start both processes together:
+    # same database, same server key.
+    ctx, first = open_context(settings)
+    ctx.db.dispose()
+    creds = {c.role: c.password for c in first}
+    procs = [Proc(data_dir, pg_url), Proc(data_dir, pg_url)]
+    a, b = procs
+    try:
+        a.wait_healthy()
+        b.wait_healthy()
+        monitor_b = _login(b.url, "monitor1", creds["monitor"])
+        seen: list[dict[str, Any]] = []
+        ready = threading.Event()
+
+        def listen() -> None:
+            with httpx.stream("GET", f"{b.url}/api/events", headers=monitor_b, timeout=20) as resp:
+                for line in resp.iter_lines():
+                    ready.set()
+                    if line.startswith("data: "):
+                        seen.append(json.loads(line[6:]))
+                        if seen[-1].get("type") == "alarm_raised":
+                            return
+
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        assert ready.wait(10)
+
+        biomed_a = _login(a.url, "biomed1", creds["biomed"])
+        token = httpx.post(f"{a.url}/api/enrolment-tokens", headers=biomed_a).json()["token"]
+        pump = TestPump(a, "SN-PG-1")  # type: ignore[arg-type]
+        assert pump.enrol(token).status_code == 200
+        pump.connect()
+        pump.send(
+            pump.envelope(
+                "alarm",
+                {"state": "raised", "code": "air_in_line", "priority": "high", "channel": 1},
+            )
+        )
+        pump.wait_ack(1)
+        listener.join(10)
+        raised = [e for e in seen if e.get("type") == "alarm_raised"]
+        assert raised and raised[0]["pump_id"] == pump.pump_id  # stored via A, seen on B
+
+        nurse_b = _login(b.url, "nurse1", creds["nurse"])
+        r = httpx.post(
+            f"{b.url}/api/pumps/{pump.pump_id}/commands",
+            headers=nurse_b,
+            json={"channel": 1, "action": "pause"},
+        )
+        assert r.status_code == 202, r.text
+        frame = pump.recv_until("command", timeout=10)  # issued on B, delivered by A
+        assert pump.server_key is not None
+        cmd = verify_command(frame, pump.server_key, pump_id=pump.pump_id)
+        pump.send(pump.envelope("command_result", command_result_body(cmd.command_id, "accepted")))
+        pump.wait_ack(2)
+        got = httpx.get(f"{b.url}/api/commands/{cmd.command_id}", headers=nurse_b).json()
+        assert got["status"] == "accepted"
+        pump.close()
+
+        # Both processes append to one audit chain at once; it must stay intact.
+        def fail_login(i: int) -> int:
+            target = (a, b)[i % 2]
+            return httpx.post(
+                f"{target.url}/api/auth/token",
+                timeout=60,
+                data={"username": f"nobody{i}", "password": "x" * 12},
+            ).status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            statuses = list(pool.map(fail_login, range(12)))
+        assert set(statuses) <= {401, 429}, statuses
+        result = CliRunner().invoke(
+            cli_app, ["audit", "verify", "--data-dir", str(data_dir), "--db", pg_url, "--json"]
+        )
+        report = json.loads(result.stdout)
+        assert result.exit_code == 0 and report["ok"] is True and report["checked"] > 12
+    finally:
+        for p in procs:
+            p.stop()
