@@ -347,15 +347,19 @@ def net_insulin(
 
     The recorded delivery of ``history`` is used where it exists; outside it the patient is
     taken to have run ``history.settings``' schedule, so against the same schedule it is 0.
-    The convolution with the on-board kernel is done once for the whole span (NumPy).
+    One NumPy convolution with the on-board kernel covers the span (from a DIA before
+    ``start_min``: older doses are no longer on board).
     """
     dia = round(settings.dia_h * 60.0)
-    lo = min(start_min, history.insulin_start_min) - dia
-    hi = max(stop_min, history.insulin_stop_min) + 1
+    lo = math.floor(start_min) - dia  # earlier doses are no longer on board at start_min
+    hi = math.ceil(stop_min) + 1
     minutes = np.arange(lo, hi, dtype=float)
     delivered = history.settings.basal_at(minutes) / 60.0
-    a = history.insulin_start_min - lo
-    delivered[a : a + history.insulin_u.size] = history.insulin_u
+    a = max(lo, history.insulin_start_min)
+    b = min(hi, history.insulin_stop_min)
+    if a < b:
+        src = history.insulin_start_min
+        delivered[a - lo : b - lo] = history.insulin_u[a - src : b - src]
     net = delivered - settings.basal_at(minutes) / 60.0
     kernel = iob_fraction(np.arange(dia + 1, dtype=float) + 0.5, settings.dia_h, settings.peak_min)
     on_board = np.convolve(net, kernel)[: net.size]
