@@ -157,6 +157,10 @@ def test_pump_history_needs_a_role_that_may_read_messages(
     notice = desktop.locator(".notice-na")
     expect(notice).to_contain_text("not permitted")
     expect(desktop.locator(".channels-wide .drug").first).to_have_text("heparin")
+    # The infusion records, which a nurse may read, still give the history in outline.
+    heparin = desktop.locator("table.infusions tr", has_text="heparin")
+    expect(heparin).to_contain_text("running")
+    expect(heparin).to_contain_text("7.67 mL")  # (5 + 5 + 8 + 8 + 10 + 10) mL/h x 10 min
 
 
 def test_home_patients_cgm_agp_and_chemotherapy_progress(

@@ -3,7 +3,7 @@
 
 import { listOf, optional, request } from "../api.js";
 import { chart } from "../chart.js";
-import { dateTime, h, parseTime, replace } from "../dom.js";
+import { dateTime, h, num, parseTime, replace } from "../dom.js";
 import { alarmsFor, channelsOf, pumpLabel } from "../store.js";
 import { alarmLine, batteryText, channelBlock, codeText, kindText, notAvailable, notice, onlineText } from "./common.js";
 
@@ -61,7 +61,46 @@ export async function recentMessages(pump, count = MESSAGE_PAGE) {
   return { available: got.available, reason: got.reason, messages: got.available ? listOf(got.data, "messages") : [] };
 }
 
+async function loadInfusions(pump) {
+  const got = await optional(`/api/infusions?pump_id=${encodeURIComponent(pump.id)}&limit=50`);
+  view.infusions = got.available ? listOf(got.data, "infusions") : null;
+  view.infusionsReason = got.reason;
+}
+
+function infusionTable() {
+  if (view.infusions === null) return notAvailable("Infusion records", view.infusionsReason || "missing");
+  if (!view.infusions.length) return h("p", { class: "muted" }, "none recorded");
+  return h(
+    "div",
+    { class: "table-wrap" },
+    h(
+      "table",
+      { class: "infusions" },
+      h("thead", {}, h("tr", {}, ["Ch", "Drug", "Started", "Ended", "Volume", "Dose delivered"].map((t) => h("th", {}, t)))),
+      h(
+        "tbody",
+        {},
+        view.infusions.map((inf) =>
+          h(
+            "tr",
+            { dataset: { infusionId: String(inf.id) } },
+            h("td", {}, inf.channel ?? "—"),
+            h("td", {}, inf.drug || "no drug"),
+            h("td", {}, dateTime(inf.started_at)),
+            h("td", {}, inf.ended_at ? `${dateTime(inf.ended_at)}${inf.end_reason ? ` (${inf.end_reason})` : ""}` : "running"),
+            h("td", {}, num(inf.volume_infused_ml, "mL")),
+            h("td", {}, inf.dose_delivered === null || inf.dose_delivered === undefined ? "—" : num(inf.dose_delivered, inf.dose_delivered_unit || "")),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
 async function loadMessages(pump) {
+  await loadInfusions(pump).catch(() => {
+    view.infusions = null;
+  });
   const got = await recentMessages(pump);
   view.messagesAvailable = got.available;
   view.reason = got.reason;
@@ -136,6 +175,8 @@ function render(root, pump) {
             chart({ title: "Rate", unit: "mL/h", series: [{ label: "rate", cls: "s-rate", points: series.rate, step: true }] }),
             chart({ title: "Volume infused", unit: "mL", series: [{ label: "volume", cls: "s-volume", points: series.volume }] }),
           ),
+    h("h2", {}, "Infusions on this pump"),
+    view.infusions === undefined ? notice("info", "Loading…") : infusionTable(),
     h("h2", {}, "Active alarms"),
     pumpAlarms.length ? h("div", {}, pumpAlarms.map(alarmLine)) : h("p", { class: "muted" }, "none"),
     h("h2", {}, "Recent events"),
@@ -163,7 +204,7 @@ function render(root, pump) {
 /** Render the pump page; `fresh` reloads its message history (a new record arrived). */
 export async function renderPump(root, pumpId, { fresh = true } = {}) {
   if (view.pumpId !== pumpId) {
-    Object.assign(view, { pumpId, channel: null, messages: null, messagesAvailable: true, loadedAt: 0 });
+    Object.assign(view, { pumpId, channel: null, messages: null, messagesAvailable: true, loadedAt: 0, infusions: undefined });
   }
   let pump;
   try {
