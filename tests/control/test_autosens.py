@@ -170,3 +170,24 @@ def test_any_non_finite_glucose_is_refused(pos: int, bad: float) -> None:
     g[pos] = bad
     with pytest.raises(InputError, match=rf"glucose\.mg_dl\[{pos}\]"):
         _history(glucose_mg_dl=g)
+
+
+@settings(max_examples=40, deadline=None)
+@given(pos=st.integers(min_value=1, max_value=119), back=st.floats(min_value=0.0, max_value=600.0))
+def test_any_time_out_of_order_is_refused(pos: int, back: float) -> None:
+    t = np.arange(0.0, 600.0, 5.0)
+    t[pos] = min(back, t[pos - 1])  # not after the reading before it
+    with pytest.raises(InputError, match=rf"glucose\.t_min\[{pos}\].*strictly increasing"):
+        _history(glucose_t_min=t)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    pos=st.integers(min_value=0, max_value=599),
+    bad=st.one_of(st.floats(max_value=-1e-9, allow_nan=False), st.just(float("nan"))),
+)
+def test_any_negative_or_nan_insulin_is_refused(pos: int, bad: float) -> None:
+    u = np.full(600, 0.01)
+    u[pos] = bad
+    with pytest.raises(InputError, match=rf"insulin\.units\[{pos}\]"):
+        autosens(_history(insulin_u=u))
