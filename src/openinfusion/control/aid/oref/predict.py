@@ -174,7 +174,7 @@ def predict(
     so every value is the same double; running minima are rounded once at the end, which
     gives the reference's rounded running minima (rounding is monotonic).
     """
-    args = (bg, eventual_bg, sens, ci, uci, cid, remaining_ca_time_h)
+    args = (bg, eventual_bg, sens, ci, uci, remaining_ca_time_h)
     general = (
         ticks,
         bg,
@@ -192,7 +192,6 @@ def predict(
         activity = [t["activity"] for t in ticks]
         zt_activity = [t["iobWithZeroTemp"]["activity"] for t in ticks]
         total = sum(activity) + sum(zt_activity) + sum(args)
-        total += remaining_ci_peak + slope_from_deviations
         usable = total - total == 0.0 and remaining_ca_time_h != 0
     except (KeyError, TypeError):
         usable = False
@@ -218,6 +217,10 @@ def predict(
     max_cob_pred = bg
     carbs_active = truthy(cid) or remaining_ci_peak > 0
     ci_positive = ci if ci > 0 else 0.0
+    # Missing meal data (NaN carbs, COB or slopes) makes the whole COB or UAM curve NaN
+    # in the reference (Math.max/min pass NaN on); NaN compares false, so no minimum moves.
+    cob_nan = math.isnan(cid) or math.isnan(remaining_ci_peak)
+    uam_nan = math.isnan(slope_from_deviations)
     ci_span = cid * 2
     if not ci_span > 1:
         ci_span = 1.0
@@ -231,24 +234,30 @@ def predict(
         dev = ci * _DEV_FACTOR[n]
         iob_p = iob_last + bgi + dev
         zt_p = zt_last + pred_zt_bgi[k]
-        pci = ci_positive * (1 - n / ci_span)
-        if not pci > 0:
-            pci = 0.0
-        intervals = ca_points - n
-        if n < intervals:
-            intervals = n
-        rci = intervals / ca_half_points * remaining_ci_peak
-        if not rci > 0:
-            rci = 0.0
         falling = dev if dev < 0 else 0.0
-        cob_p = cob_last + bgi + falling + pci + rci
-        slope_ci = uci + n * slope_from_deviations
-        if not slope_ci > 0:
-            slope_ci = 0.0
-        linear_ci = uci * _UAM_FACTOR[n]
-        if not linear_ci > 0:
-            linear_ci = 0.0
-        uam_p = uam_last + bgi + falling + (slope_ci if slope_ci < linear_ci else linear_ci)
+        if cob_nan:
+            cob_p = NAN
+        else:
+            pci = ci_positive * (1 - n / ci_span)
+            if not pci > 0:
+                pci = 0.0
+            intervals = ca_points - n
+            if n < intervals:
+                intervals = n
+            rci = intervals / ca_half_points * remaining_ci_peak
+            if not rci > 0:
+                rci = 0.0
+            cob_p = cob_last + bgi + falling + pci + rci
+        if uam_nan:
+            uam_p = NAN
+        else:
+            slope_ci = uci + n * slope_from_deviations
+            if not slope_ci > 0:
+                slope_ci = 0.0
+            linear_ci = uci * _UAM_FACTOR[n]
+            if not linear_ci > 0:
+                linear_ci = 0.0
+            uam_p = uam_last + bgi + falling + (slope_ci if slope_ci < linear_ci else linear_ci)
         if k < POINTS - 1:
             iob.append(iob_p)
             cob.append(cob_p)
