@@ -83,9 +83,11 @@ def audit_verify(
     """Verify the audit hash chain and its signed head; exit 5 naming the first bad entry."""
     from openinfusion.security import load_private_key
     from openinfusion.server.audit_log import verify_stored_chain
-    from openinfusion.server.config import Settings
+    from openinfusion.server.config import Settings, check_db_url
     from openinfusion.server.db import Database
 
+    if db is not None:
+        check_db_url(db)
     settings = Settings(data_dir=data_dir, db_url=db)
     if not settings.server_key_path.exists():
         raise InputError("data_dir", str(data_dir), "holds no server key (server-key.pem)")
