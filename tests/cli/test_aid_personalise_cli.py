@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from openinfusion.cli.main import app
@@ -31,6 +32,10 @@ def test_autosens_json_keys() -> None:
     assert set(out) >= {"settings", "ratio", "raw_ratio", "new_isf_mg_dl_u", "deviations", "reason"}
     assert set(out["deviations"]) >= {"used", "excluded_meal", "excluded_uam", "invalid"}
     assert 0.7 <= out["ratio"] <= 1.2
+    values = sorted(out["median_of_mg_dl"])
+    mid = len(values) // 2
+    median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    assert median == pytest.approx(out["median_deviation_mg_dl"], abs=0.01)
     assert (
         len(out["points"])
         == out["deviations"]["used"]

@@ -86,7 +86,8 @@ class AutosensResult:
     deviations_used: Array
 
     def as_dict(self, *, points: bool = False) -> dict[str, Any]:
-        """Stable JSON keys; ``points`` adds the per-step evidence."""
+        """Stable JSON keys; ``points`` adds the per-step evidence and the values the median
+        was taken over (kept deviations, neutral points and padding, oldest first)."""
         out: dict[str, Any] = {
             "ratio": self.ratio,
             "raw_ratio": round(self.raw_ratio, 4),
@@ -107,6 +108,7 @@ class AutosensResult:
             "reason": self.reason,
         }
         if points:
+            out["median_of_mg_dl"] = [round(float(v), 2) for v in self.deviations_used]
             out["points"] = [
                 {
                     "t_min": float(t),
