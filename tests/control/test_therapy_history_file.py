@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,17 @@ def test_unreadable_file(tmp_path: Path) -> None:
     bad.write_text('{"format": NaN}', encoding="utf-8")
     with pytest.raises(InputError):
         load_history(bad)
+
+
+def test_documented_example_loads() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "aid.md").read_text(encoding="utf-8")
+    section = docs[docs.index("## Personalisation") :]
+    block = section[
+        section.index("```json") + len("```json") : section.index(
+            "```", section.index("```json") + 7
+        )
+    ]
+    h = history_from_data(json.loads(block))
+    assert h.glucose_t_min.tolist() == [0.0, 5.0]  # the ISO time read on the wall clock
+    assert h.settings.basal_u_h[6] == 1.0 and h.settings.basal_u_h[5] == 0.8
+    assert h.carbs_g.tolist() == [45.0]
