@@ -158,3 +158,33 @@ def test_insulin_bed_closed_loop_keeps_glucose_in_range_and_respects_a_remote_pa
     bed.bedside.held.add(0)
     bed.advance_to(bed.device.t_s + 3 * 3600.0)
     assert bed.insulin.channel.state is State.PAUSED
+
+
+def test_cli_bad_input_exit_2_with_json_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from openinfusion.cli.main import app
+
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["ward", "--server", "ftp://x", "--token", "t", "--data-dir", str(tmp_path), "--json"]
+    )
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["error"]["field"] == "server"
+    result = runner.invoke(app, ["ward", "--server", "http://x", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "--credentials" in result.output
+    result = runner.invoke(
+        app,
+        [
+            "ward",
+            "--server",
+            "http://x",
+            "--token",
+            "t",
+            "--pumps",
+            "0",
+            "--data-dir",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 2 and "pumps" in result.output
