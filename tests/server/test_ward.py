@@ -188,3 +188,21 @@ def test_cli_bad_input_exit_2_with_json_error(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 2 and "pumps" in result.output
+
+
+def test_sedation_bed_patient_follows_what_the_pump_delivered() -> None:
+    """The propofol bed's virtual patient (Eleveld PK and BIS) is fed by the engine's own
+    delivery: sedated while the pump runs, waking once it is stopped."""
+    seed = next(
+        s for s in range(20) if build_pump("icu-sedation", "SER-S", random.Random(s)).pk is not None
+    )
+    bed = build_pump("icu-sedation", "SER-S", random.Random(seed))
+    bed.start()
+    bed.advance_to(2 * 3600.0)
+    running = bed.bedside.status_body()["patient"]
+    assert running["model"] == "Eleveld propofol"
+    assert running["ce"] > 0.2 and running["bis"] < 95.0
+    bed.device.stop(0)
+    bed.advance_to(4 * 3600.0)
+    stopped = bed.bedside.status_body()["patient"]
+    assert stopped["ce"] < running["ce"] / 2 and stopped["bis"] > running["bis"]

@@ -131,6 +131,19 @@ class ScenarioPump(SimPump):
             programmed=dict(self.run.programmed),
         )
         super().__init__(profile, serial, rng, self.run.device, bedside)
+        self.pk: Any = None
+        first = self.run.programmed.get(0)
+        drug = first.plan.drug.name if first is not None and first.plan.drug else None
+        weight = self.run.patient.weight_kg
+        if drug in ("propofol", "morphine") and weight is not None:
+            from openinfusion.server.ward import pk_patient
+
+            make = (
+                pk_patient.propofol_patient if drug == "propofol" else pk_patient.morphine_patient
+            )
+            self.pk = make(random.Random(f"{serial}:patient"), weight, self.device.channels[0])
+            bedside.observe = self.pk.observation
+            self.at(pk_patient.UPDATE_S, "patient minute", _pk_minute)
 
     def start(self) -> None:
         scenario = self.run.scenario
@@ -148,6 +161,13 @@ class ScenarioPump(SimPump):
 
 
 NURSE_ROUND_S = 10 * 60.0
+
+
+def _pk_minute(pump: SimPump) -> None:
+    """The virtual patient takes up what the channel delivered in the last minute."""
+    assert isinstance(pump, ScenarioPump)
+    pump.pk.update(pump.device.t_s)
+    pump.at(pump.device.t_s + 60.0, "patient minute", _pk_minute)
 
 
 def _nurse_round(pump: SimPump) -> None:
