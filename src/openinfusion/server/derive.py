@@ -58,12 +58,37 @@ def _channel_items(body: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in channels if isinstance(c, dict)]
 
 
+class Held:
+    """Rows touched in one batch, held strongly: the session's identity map holds rows only
+    weakly, so without this each status would load its channel and infusion again."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[type, object], object] = {}
+
+    def get(self, session: Session, model: type[Any], key: object) -> Any:
+        row = self.rows.get((model, key))
+        if row is None:
+            row = session.get(model, key)
+            if row is not None:
+                self.rows[(model, key)] = row
+        return row
+
+    def keep(self, model: type[Any], key: object, row: object) -> None:
+        self.rows[(model, key)] = row
+
+
 def apply_envelope(
-    session: Session, pump: Pump, kind: str, seq: int, body: dict[str, Any], now: datetime
+    session: Session,
+    pump: Pump,
+    kind: str,
+    seq: int,
+    body: dict[str, Any],
+    now: datetime,
+    held: Held | None = None,
 ) -> list[dict[str, Any]]:
     """Update derived state for one newly stored envelope; returns events to publish."""
     if kind == "status":
-        return _apply_status(session, pump, seq, body, now)
+        return _apply_status(session, pump, seq, body, now, held or Held())
     if kind == "event":
         return _apply_event(session, pump, seq, body, now)
     if kind == "alarm":
@@ -74,7 +99,7 @@ def apply_envelope(
 
 
 def _apply_status(
-    session: Session, pump: Pump, seq: int, body: dict[str, Any], now: datetime
+    session: Session, pump: Pump, seq: int, body: dict[str, Any], now: datetime, held: Held
 ) -> list[dict[str, Any]]:
     library = body.get("library")
     version = _text(body.get("library_version"), 64) or (
@@ -93,20 +118,27 @@ def _apply_status(
         number = _int(item.get("channel", item.get("index")))
         if number is None or number < 1:
             continue
-        ch = session.get(Channel, (pump.id, number))
+        ch = held.get(session, Channel, (pump.id, number))
         if ch is None:
             ch = Channel(
                 pump_id=pump.id, channel=number, state="idle", updated_at=now, updated_seq=0
             )
             session.add(ch)
+            held.keep(Channel, (pump.id, number), ch)
         elif ch.updated_seq > seq:
             continue
-        _update_channel(session, pump, ch, item, seq, now)
+        _update_channel(session, pump, ch, item, seq, now, held)
     return []  # the gateway publishes one pump update per batch instead
 
 
 def _update_channel(
-    session: Session, pump: Pump, ch: Channel, item: dict[str, Any], seq: int, now: datetime
+    session: Session,
+    pump: Pump,
+    ch: Channel,
+    item: dict[str, Any],
+    seq: int,
+    now: datetime,
+    held: Held,
 ) -> None:
     ch.state = _text(item.get("state"), 32) or ch.state
     ch.drug = _text(item.get("drug"))
@@ -120,7 +152,7 @@ def _update_channel(
     ch.vtbi_remaining_ml = _num(item.get("vtbi_remaining_ml"))
     ch.time_remaining_min = _num(item.get("time_remaining_min"))
     ch.updated_at, ch.updated_seq = now, seq
-    current = session.get(Infusion, ch.infusion_id) if ch.infusion_id else None
+    current = held.get(session, Infusion, ch.infusion_id) if ch.infusion_id else None
     if ch.state in IN_PROGRESS:
         if current is not None and current.drug != ch.drug:
             _close(current, now, "drug changed")
@@ -136,6 +168,7 @@ def _update_channel(
             )
             session.add(current)
             session.flush()
+            held.keep(Infusion, current.id, current)
             ch.infusion_id = current.id
         current.dose, current.dose_unit, current.rate_ml_h = ch.dose, ch.dose_unit, ch.rate_ml_h
         if volume is not None:

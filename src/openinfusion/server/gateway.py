@@ -30,6 +30,7 @@ from openinfusion.security import (
 from openinfusion.security.envelope import hello_pump_id, new_nonce
 from openinfusion.security.keys import PublicKey
 from openinfusion.server.context import ServerContext
+from openinfusion.server.gaps import contiguous_until
 from openinfusion.server.gateway_batch import (
     CLOSE_AUTH,
     CLOSE_BAD_FRAME,
@@ -37,7 +38,6 @@ from openinfusion.server.gateway_batch import (
     CLOSE_TIMEOUT,
     handle_batch,
 )
-from openinfusion.server.gaps import contiguous_until
 from openinfusion.server.models import Command, Pump
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,6 @@ from typing import Any
 
 from openinfusion.security import FrameRejected, PublicKey, parse_frame, verify_envelope
 from openinfusion.server.context import ServerContext
-from openinfusion.server.models import Pump
 from openinfusion.server.store import Incoming, store_batch
 
 CLOSE_BAD_FRAME = 4400
@@ -54,8 +53,7 @@ def handle_batch(
     now = ctx.now()
     with ctx.db.write() as session:
         outcome = store_batch(session, pump_id, items, now)
-        pump = session.get(Pump, pump_id)
-        unit = pump.unit if pump is not None else None
+        unit = outcome.unit
         if outcome.conflict_seq is not None:
             rejected = (
                 CLOSE_CONFLICT,
@@ -86,7 +84,7 @@ def handle_batch(
                     "type": "pump_update",
                     "pump_id": pump_id,
                     "unit": unit,
-                    "last_seq": pump.last_seq if pump else None,
+                    "last_seq": outcome.last_seq,
                     "stored": outcome.stored,
                 },
             )

@@ -18,7 +18,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from openinfusion.security.envelope import Envelope, envelope_digest, utc_text
-from openinfusion.server.derive import apply_envelope
+from openinfusion.server.derive import Held, apply_envelope
 from openinfusion.server.gaps import note_stored
 from openinfusion.server.models import Pump, PumpMessage
 
@@ -37,6 +37,8 @@ class BatchOutcome:
     stored: int = 0
     duplicates: int = 0
     conflict_seq: int | None = None
+    last_seq: int = 0
+    unit: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -45,11 +47,12 @@ def store_batch(
 ) -> BatchOutcome:
     """Store ``items`` (in arrival order) for ``pump_id`` inside the caller's transaction."""
     out = BatchOutcome()
-    if not items:
-        return out
     pump = session.get(Pump, pump_id, with_for_update=True)
     if pump is None:
         raise LookupError(pump_id)
+    out.unit, out.last_seq = pump.unit, pump.last_seq
+    if not items:
+        return out
     seqs = [it.envelope.seq for it in items]
     known: dict[int, str] = dict(
         session.execute(
@@ -90,8 +93,10 @@ def store_batch(
     if rows:
         session.execute(insert(PumpMessage), rows)
     pump.gaps, pump.last_seq, pump.last_seen = gaps, last_seq, now
-    for it in sorted(fresh, key=lambda i: i.envelope.seq):
-        env = it.envelope
-        out.events.extend(apply_envelope(session, pump, env.type, env.seq, env.body, now))
-    out.stored = len(rows)
+    held = Held()
+    with session.no_autoflush:  # one flush at commit, not one per envelope
+        for it in sorted(fresh, key=lambda i: i.envelope.seq):
+            env = it.envelope
+            out.events.extend(apply_envelope(session, pump, env.type, env.seq, env.body, now, held))
+    out.stored, out.last_seq = len(rows), pump.last_seq
     return out
