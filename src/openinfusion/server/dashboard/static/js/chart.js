@@ -23,11 +23,17 @@ export function niceTicks(lo, hi, count = 5) {
   for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
     ticks.push(Number(v.toFixed(10)));
   }
+  // One more tick above the data, so the highest value never sits over the top gridline.
+  if (ticks.length && ticks[ticks.length - 1] < hi) ticks.push(Number((ticks[ticks.length - 1] + step).toFixed(10)));
   return ticks;
 }
 
+const DAY_MS = 86400000;
+const DAY_LABEL = new Intl.DateTimeFormat(undefined, { day: "2-digit", month: "short" });
+
 function timeLabel(t, spanMs) {
   const d = new Date(t);
+  if (spanMs > 2 * DAY_MS) return DAY_LABEL.format(d);
   const hh = String(d.getHours()).padStart(2, "0");
   const mm = String(d.getMinutes()).padStart(2, "0");
   if (spanMs < 10 * 60 * 1000) return `${hh}:${mm}:${String(d.getSeconds()).padStart(2, "0")}`;
@@ -36,12 +42,14 @@ function timeLabel(t, spanMs) {
 
 function timeTicks(t0, t1, most) {
   const span = t1 - t0;
-  const steps = [1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400].map(
+  const steps = [1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800].map(
     (x) => x * 1000,
   );
-  const step = steps.find((st) => span / st <= most) || 86400000;
+  const step = steps.find((st) => span / st <= most) || 604800000;
   const ticks = [];
-  for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) ticks.push(t);
+  // Ticks fall on whole steps of local time (midnight for days), not of UTC.
+  const offset = new Date(t0).getTimezoneOffset() * 60000;
+  for (let t = Math.ceil((t0 - offset) / step) * step + offset; t <= t1; t += step) ticks.push(t);
   return ticks.length >= 2 ? ticks : [t0, t1];
 }
 

@@ -108,6 +108,14 @@ async function loadMessages(pump) {
   view.loadedAt = Date.now();
 }
 
+/** Channel of an event or alarm body: ``channel`` (1-based, as in the protocol), else the
+ * journal record's own ``data.channel`` (0-based index inside the pump engine). */
+function eventChannel(body) {
+  if (Number.isInteger(body.channel)) return body.channel;
+  const data = body.data;
+  return data && Number.isInteger(data.channel) ? data.channel + 1 : "—";
+}
+
 function eventRow(m) {
   const body = m.body || {};
   const what =
@@ -119,7 +127,7 @@ function eventRow(m) {
     {},
     h("td", {}, dateTime(m.sent_at || m.received_at)),
     h("td", {}, m.type),
-    h("td", {}, body.channel ?? "—"),
+    h("td", {}, eventChannel(body)),
     h("td", {}, what),
   );
 }

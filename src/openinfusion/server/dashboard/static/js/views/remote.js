@@ -103,6 +103,11 @@ function spanDays(trace) {
   return Math.round(((trace[trace.length - 1][0] - trace[0][0]) / 86400000) * 10) / 10;
 }
 
+/** A number, or null when the pump did not report it (null must not count as 0). */
+function finite(value) {
+  return typeof value === "number" && Number.isFinite(value) ? value : null;
+}
+
 function hourLabel(minute) {
   return `${String(Math.floor(minute / 60) % 24).padStart(2, "0")}:00`;
 }
@@ -110,6 +115,7 @@ function hourLabel(minute) {
 function insulinPanel(pump, messages) {
   const trace = cgmTrace(messages);
   const profile = agp(trace);
+  const lastDay = trace.length ? trace.filter(([t]) => t >= trace[trace.length - 1][0] - 86400000) : [];
   const tir = timeInRanges(trace);
   const last = trace[trace.length - 1];
   const ch = channelsOf(pump)[0] || {};
@@ -134,9 +140,9 @@ function insulinPanel(pump, messages) {
         )
       : null,
     h("div", { class: "charts" }, chart({
-      title: "CGM glucose",
+      title: "CGM glucose, last 24 h",
       unit: "mg/dL",
-      series: [{ label: "CGM", cls: "s-cgm", points: trace }],
+      series: [{ label: "CGM", cls: "s-cgm", points: lastDay }],
       target: [70, 180],
       yMin: 40,
     }),
@@ -165,17 +171,17 @@ function insulinPanel(pump, messages) {
 
 function chemoPanel(pump) {
   return channelsOf(pump).map((ch) => {
-    const infused = Number(ch.volume_infused_ml);
-    const left = Number(ch.vtbi_remaining_ml);
-    const total = infused + left;
-    const pct = Number.isFinite(total) && total > 0 ? (100 * infused) / total : null;
-    const remainingMin = Number(ch.time_remaining_min);
+    const infused = finite(ch.volume_infused_ml);
+    const left = finite(ch.vtbi_remaining_ml);
+    const total = infused !== null && left !== null ? infused + left : null;
+    const pct = total !== null && total > 0 ? (100 * infused) / total : null;
+    const remainingMin = finite(ch.time_remaining_min);
     // At a constant rate the pump's own figures give the elapsed and total time: volume
     // infused / rate, plus the time remaining (46 h for the 5-FU cassette).
-    const rate = Number(ch.rate_ml_h);
-    const elapsedH = rate > 0 && Number.isFinite(infused) ? infused / rate : null;
-    const totalH = elapsedH !== null && Number.isFinite(remainingMin) ? elapsedH + remainingMin / 60 : null;
-    const end = Number.isFinite(remainingMin) ? new Date(Date.now() + remainingMin * 60000).toISOString() : null;
+    const rate = finite(ch.rate_ml_h);
+    const elapsedH = rate !== null && rate > 0 && infused !== null ? infused / rate : null;
+    const totalH = elapsedH !== null && remainingMin !== null ? elapsedH + remainingMin / 60 : null;
+    const end = remainingMin !== null ? new Date(Date.now() + remainingMin * 60000).toISOString() : null;
     const bar = h("div", { class: "progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": pct === null ? null : String(Math.round(pct)) });
     bar.append(h("div", { class: "progress-fill" }));
     if (pct !== null) bar.firstChild.style.width = `${Math.min(100, Math.max(0, pct)).toFixed(1)}%`;
@@ -183,11 +189,11 @@ function chemoPanel(pump) {
       "div",
       { class: "chemo" },
       h("div", { class: "channel-head" }, h("span", { class: "drug" }, ch.drug || "no drug"), h("span", { class: "state" }, stateText(ch.state))),
-      bar,
+      pct === null ? h("p", { class: "muted" }, "Progress unknown: the pump reports no volume remaining.") : bar,
       h(
         "dl",
         { class: "values" },
-        h("div", {}, h("dt", {}, "Infused"), h("dd", {}, pct === null ? "—" : `${num(infused, "mL")} of ${num(total, "mL")} (${Math.round(pct)} %)`)),
+        h("div", {}, h("dt", {}, "Infused"), h("dd", {}, pct === null ? num(infused, "mL") : `${num(infused, "mL")} of ${num(total, "mL")} (${Math.round(pct)} %)`)),
         h("div", {}, h("dt", {}, "Elapsed"), h("dd", {}, elapsedH === null ? "—" : `${num(Math.round(elapsedH * 10) / 10)} h${totalH === null ? "" : ` of ${num(Math.round(totalH * 10) / 10)} h`}`)),
         h("div", {}, h("dt", {}, "Time remaining"), h("dd", {}, duration(ch.time_remaining_min))),
         h("div", {}, h("dt", {}, "Expected end"), h("dd", {}, end ? dateTime(end) : "—")),
