@@ -17,7 +17,6 @@ from typing import Any
 
 from openinfusion.control.aid.oref._js import (
     NAN,
-    date_string,
     iso_string,
     jdiv,
     jfloor,
@@ -32,7 +31,9 @@ from openinfusion.control.aid.oref._js import (
     truthy,
     utc_minutes,
 )
+from openinfusion.control.aid.oref.cgm_guard import unusable_cgm
 from openinfusion.control.aid.oref.predict import Predictions, predict
+from openinfusion.control.aid.oref.targets import adjusted_targets
 from openinfusion.control.aid.oref.temp_basal import max_safe_basal, round_basal, set_temp_basal
 
 # Horizon arithmetic of the reference: 24 five-minute steps to bring BG to target in 2 h.
@@ -40,7 +41,6 @@ _STEPS_2H = 24
 _MAX_CARB_ABSORPTION_G_H = 30.0  # ceiling on observed carb impact
 _ASSUMED_CARB_ABSORPTION_G_H = 20.0  # stretches remaining-carb time for large meals
 _MIN_REMAINING_CARB_TIME_H = 3.0
-_NORMAL_TARGET_MG_DL = 100.0  # temp targets are judged high/low against this
 
 
 def _bg_text(value: Any, profile: Mapping[str, Any]) -> Any:
@@ -131,11 +131,8 @@ def determine_basal(
     if profile.get("current_basal") is None:
         return {"error": "Error: could not get current basal rate"}
     current_basal = num(profile.get("current_basal"))
-    scheduled_basal = round_basal(current_basal, profile)
-    basal = scheduled_basal
+    basal = round_basal(current_basal, profile)
 
-    bg_time_ms = time_clip(num(glucose_status.get("date")))
-    min_ago = round_to((now_ms - bg_time_ms) / 60 / 1000, 1)
     bg_raw = glucose_status.get("glucose")
     bg = num(bg_raw)
     noise = num(glucose_status.get("noise"))
@@ -148,120 +145,22 @@ def determine_basal(
     min_avg_delta = jmin(short_avg, long_avg)
     max_delta = jmax(delta, short_avg, long_avg)
 
-    # --- CGM data the loop must not act on: stale, future, error codes, noisy or flat.
-    result: dict[str, Any] = {}
-    if bg <= 10 or bg == 38 or noise >= 3:
-        result["reason"] = "CGM is calibrating, in ??? state, or noise is high"
-    too_flat = (
-        bg > 60
-        and delta == 0
-        and -1 < short_avg < 1
-        and -1 < long_avg < 1
-        and glucose_status.get("device") != "fakecgm"
-    )
-    if min_ago > 12 or min_ago < -5:
-        result["reason"] = (
-            f"If current system time {date_string(now_ms)} is correct, then BG data is too "
-            f"old. The last BG data was read {js_str(min_ago)}m ago at "
-            f"{date_string(bg_time_ms)}"
-        )
-    elif too_flat:
-        last_cal = glucose_status.get("last_cal")
-        if truthy(last_cal) and num(last_cal) < 3:
-            result["reason"] = "CGM was just calibrated"
-        else:
-            result["reason"] = (
-                f"CGM data is unchanged ({js_str(bg_raw)}+{js_str(delta_raw)}) for 5m w/ "
-                f"{js_str(glucose_status.get('short_avgdelta'))} mg/dL ~15m change & "
-                f"{js_str(glucose_status.get('long_avgdelta'))} mg/dL ~45m change"
-            )
-    if bg <= 10 or bg == 38 or noise >= 3 or min_ago > 12 or min_ago < -5 or too_flat:
-        running_rate = currenttemp.get("rate")
-        reason = js_str(result.get("reason"))
-        if num(running_rate) > basal:
-            return {
-                "reason": f"{reason}. Replacing high temp basal of {js_str(running_rate)} "
-                f"with neutral temp of {js_str(basal)}",
-                "deliverAt": deliver_at,
-                "temp": "absolute",
-                "duration": 30,
-                "rate": basal,
-            }
-        if running_rate == 0 and num(currenttemp.get("duration")) > 30:
-            return {
-                "reason": f"{reason}. Shortening {js_str(currenttemp.get('duration'))}m long "
-                "zero temp to 30m. ",
-                "deliverAt": deliver_at,
-                "temp": "absolute",
-                "duration": 30,
-                "rate": 0,
-            }
-        return {
-            "reason": f"{reason}. Temp {js_str(running_rate)} <= current basal "
-            f"{js_str(basal)}U/hr; doing nothing. "
-        }
+    unusable = unusable_cgm(glucose_status, currenttemp, basal, now_ms, deliver_at)
+    if unusable is not None:
+        return unusable
 
-    # --- Targets, sensitivity ratio (temp target or autosens), ISF.
     max_iob_raw = profile.get("max_iob")
     max_iob = num(max_iob_raw)
-    if profile.get("min_bg") is None or profile.get("max_bg") is None:
+    targets = adjusted_targets(profile, autosens_data, noise, current_basal)
+    if targets is None:
         return {"error": "Error: could not determine target_bg. "}
-    min_bg = num(profile.get("min_bg"))
-    max_bg = num(profile.get("max_bg"))
-    high_bg = num(profile.get("enableSMB_high_bg_target"))
-    target_bg = (min_bg + max_bg) / 2
-    temp_target_set = truthy(profile.get("temptargetSet"))
-    raises_sensitivity = truthy(profile.get("exercise_mode")) or truthy(
-        profile.get("high_temptarget_raises_sensitivity")
-    )
-    half_basal_target = (
-        num(profile.get("half_basal_exercise_target"))
-        if truthy(profile.get("half_basal_exercise_target"))
-        else 160.0
-    )
-    autosens_max = num(profile.get("autosens_max"))
-    ratio: Any = None  # undefined unless a temp target or autosens sets it
-    if (raises_sensitivity and temp_target_set and target_bg > _NORMAL_TARGET_MG_DL) or (
-        truthy(profile.get("low_temptarget_lowers_sensitivity"))
-        and temp_target_set
-        and target_bg < _NORMAL_TARGET_MG_DL
-    ):
-        # Exercise (high temp) target: basal fraction c/(c + target - 100), c =
-        # half_basal_exercise_target - 100, so the half-basal target halves basal.
-        c = half_basal_target - _NORMAL_TARGET_MG_DL
-        if c * (c + target_bg - _NORMAL_TARGET_MG_DL) <= 0.0:
-            ratio = autosens_max
-        else:
-            ratio = c / (c + target_bg - _NORMAL_TARGET_MG_DL)
-        ratio = round_to(jmin(ratio, autosens_max), 2)
-    elif autosens_data is not None:
-        ratio = autosens_data.get("ratio")
+    min_bg, max_bg, target_bg = targets.min_bg, targets.max_bg, targets.target_bg
+    threshold, sens, ratio = targets.threshold, targets.sens, targets.ratio
     ratio_num = num(ratio)
     if truthy(ratio):
-        basal = round_basal(current_basal * ratio_num, profile)
-
-    if not temp_target_set and autosens_data is not None:
-        as_ratio = num(autosens_data.get("ratio"))
-        if (truthy(profile.get("sensitivity_raises_target")) and as_ratio < 1) or (
-            truthy(profile.get("resistance_lowers_target")) and as_ratio > 1
-        ):
-            min_bg = round_to(jdiv(min_bg - 60, as_ratio)) + 60
-            max_bg = round_to(jdiv(max_bg - 60, as_ratio)) + 60
-            target_bg = jmax(80, round_to(jdiv(target_bg - 60, as_ratio)) + 60)
-
-    if noise >= 2:
-        multiplier = jmax(1.1, num(profile.get("noisyCGMTargetMultiplier")))
-        min_bg = round_to(jmin(200, min_bg * multiplier))
-        target_bg = round_to(jmin(200, target_bg * multiplier))
-        max_bg = round_to(jmin(200, max_bg * multiplier))
-
-    # Hypo threshold: min_bg 90 -> 65, 100 -> 70, 130 -> 85 mg/dL.
-    threshold = min_bg - 0.5 * (min_bg - 40)
-
+        basal = targets.basal
+    high_bg = num(profile.get("enableSMB_high_bg_target"))
     profile_sens = num(profile.get("sens"))
-    sens = profile_sens
-    if autosens_data is not None:
-        sens = round_to(jdiv(profile_sens, ratio_num), 1)
 
     # --- IOB: the first tick is now; the rest drive the predictions.
     if isinstance(iob_data, Mapping) or len(iob_data) <= 1:
@@ -277,7 +176,7 @@ def determine_basal(
         if isinstance(last_temp, Mapping)
         else 0.0
     )
-    result = {"temp": "absolute", "deliverAt": deliver_at}
+    result: dict[str, Any] = {"temp": "absolute", "deliverAt": deliver_at}
     running_rate_raw = currenttemp.get("rate")
     running_rate = num(running_rate_raw)
     running_min_raw = currenttemp.get("duration")
