@@ -97,6 +97,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             json={"channel": 1, "action": "pause"},
         ).json()
         e.ids["command_id"] = cmd["id"]
+        e.ids["version"] = "2026.1.0"
         yield e
 
 
@@ -119,6 +120,9 @@ CALLS = [
         Perm.COMMANDS_LIBRARY,
         {"channel": 2, "action": "activate_library", "params": {"version": "2"}},
     ),
+    Call("GET", "/api/libraries", Perm.LIBRARIES_READ),
+    Call("GET", "/api/libraries/{version}", Perm.LIBRARIES_READ),
+    Call("POST", "/api/libraries", Perm.LIBRARIES_PUBLISH, {"format": "not a package"}),
     Call("GET", "/api/commands/{command_id}", Perm.COMMANDS_READ),
     Call("GET", "/api/alarms", Perm.ALARMS_READ),
     Call("POST", "/api/alarms/{alarm_id}/ack", Perm.ALARMS_ACK),

@@ -100,7 +100,7 @@ class Proc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
             try:
                 if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
                     return
@@ -158,7 +158,7 @@ def test_two_processes_share_events_commands_and_one_audit_chain(
 
         biomed_a = _login(a.url, "biomed1", creds["biomed"])
         token = httpx.post(f"{a.url}/api/enrolment-tokens", headers=biomed_a).json()["token"]
-        pump = TestPump(a, "SN-PG-1")  # type: ignore[arg-type]
+        pump = TestPump(a, "SN-PG-1")
         assert pump.enrol(token).status_code == 200
         pump.connect()
         pump.send(

@@ -49,7 +49,7 @@ def test_c13_unknown_user_and_wrong_password_answer_alike(client: TestClient) ->
 
 
 def test_c13_backoff_per_username_grows_and_ends(client: TestClient, clock: FakeClock) -> None:
-    pw = credentials(client.app)["nurse"]  # type: ignore[arg-type]
+    pw = credentials(client.app)["nurse"]
     waits = []
     for _ in range(3):
         assert _try(client, "nurse1", "bad-password-xyz")[0] == 401
@@ -77,7 +77,7 @@ def test_c13_unknown_user_is_throttled_like_a_real_one(client: TestClient) -> No
 
 
 def test_c13_password_spraying_from_one_address_is_throttled(client: TestClient) -> None:
-    pw = credentials(client.app)["admin"]  # type: ignore[arg-type]
+    pw = credentials(client.app)["admin"]
     for user in ("a-user", "b-user", "c-user"):
         _try(client, user, "Winter2026!")
     status, _, _ = _try(client, "admin1", pw)
@@ -88,7 +88,7 @@ def test_c13_password_spraying_from_one_address_is_throttled(client: TestClient)
 
 def _audit_actions(client: TestClient) -> list[str]:
     app = client.app
-    ctx = app.state.ctx  # type: ignore[attr-defined]
+    ctx = app.state.ctx
     from sqlalchemy import select
 
     from openinfusion.server.models import AuditRecord
@@ -98,7 +98,7 @@ def _audit_actions(client: TestClient) -> list[str]:
 
 
 def test_c02_expired_and_revoked_tokens_refused(client: TestClient, clock: FakeClock) -> None:
-    pw = credentials(client.app)["monitor"]  # type: ignore[arg-type]
+    pw = credentials(client.app)["monitor"]
     r = client.post("/api/auth/token", data={"username": "monitor1", "password": pw})
     assert r.json()["token_type"] == "bearer" and r.json()["expires_in"] == 3600
     h = {"Authorization": f"Bearer {r.json()['access_token']}"}
@@ -113,7 +113,7 @@ def test_c02_expired_and_revoked_tokens_refused(client: TestClient, clock: FakeC
 
 
 def test_deactivated_user_loses_sessions_and_login(client: TestClient) -> None:
-    pw = credentials(client.app)  # type: ignore[arg-type]
+    pw = credentials(client.app)
     admin = login(client, "admin1", pw["admin"])
     nurse = login(client, "nurse1", pw["nurse"])
     users = {u["username"]: u["id"] for u in client.get("/api/users", headers=admin).json()}
@@ -125,7 +125,7 @@ def test_deactivated_user_loses_sessions_and_login(client: TestClient) -> None:
 
 
 def test_user_create_validates_and_generates_password(client: TestClient) -> None:
-    admin = login(client, "admin1", credentials(client.app)["admin"])  # type: ignore[arg-type]
+    admin = login(client, "admin1", credentials(client.app)["admin"])
     r = client.post("/api/users", headers=admin, json={"username": "x", "role": "nurse"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "username"
     r = client.post("/api/users", headers=admin, json={"username": "nurse-z", "role": "root"})

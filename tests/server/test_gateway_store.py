@@ -80,12 +80,12 @@ def _incoming(key: object, pump_id: str, seq: int, volume: float = 1.0) -> Incom
         key,
         type="heartbeat",
         pump_id=pump_id,
-        seq=seq,  # type: ignore[arg-type]
+        seq=seq,
         body={"v": volume},
         sent_at=NOW,
     )
     frame = json.loads(json.dumps(frame))  # as received off the wire
-    return Incoming(frame, verify_envelope(frame, key.public_key(), pump_id=pump_id))  # type: ignore[attr-defined]
+    return Incoming(frame, verify_envelope(frame, key.public_key(), pump_id=pump_id))
 
 
 def test_c07_any_mix_of_replays_stores_each_seq_once(db: Database) -> None:

@@ -22,6 +22,7 @@ from openinfusion.server.api import (
     events,
     health,
     infusions,
+    libraries,
     pumps,
     users,
 )
@@ -90,6 +91,7 @@ def create_app(settings: Settings, clock: Clock = utc_now) -> FastAPI:
         enrolment,
         commands,
         events,
+        libraries,
     ):
         app.include_router(module.router)
     app.include_router(gateway_router)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from openinfusion.security import build_command
 from openinfusion.server.derive import IN_PROGRESS
-from openinfusion.server.models import Channel, Command, Pump
+from openinfusion.server.models import Channel, Command, PublishedLibrary, Pump
 
 BEDSIDE_CONFIRMED = frozenset({"program", "start", "bolus"})
 
@@ -43,6 +43,19 @@ def check_policy(session: Session, pump: Pump, channel: int, action: str) -> Non
             raise CommandRefusal(
                 409, "action", action, f"refused while channel {busy} is infusing (C-24)"
             )
+
+
+def library_params(session: Session, params: dict[str, Any]) -> dict[str, Any]:
+    """``activate_library`` names a published version; the pump gets the signed package."""
+    version = params.get("version")
+    row = (
+        session.scalars(select(PublishedLibrary).where(PublishedLibrary.version == version)).first()
+        if isinstance(version, str)
+        else None
+    )
+    if row is None:
+        raise CommandRefusal(422, "params.version", version, "is not a published library version")
+    return {"version": row.version, "package": row.package}
 
 
 def check_mass_action(

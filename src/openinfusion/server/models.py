@@ -210,3 +210,19 @@ class AuditAnchor(Base):
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
+
+
+class PublishedLibrary(Base):
+    """A drug library package as the pharmacist signed it, verified on upload."""
+
+    __tablename__ = "libraries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(16))
+    signer: Mapped[str] = mapped_column(String(200))
+    signed_at: Mapped[str] = mapped_column(String(40))
+    package: Mapped[dict[str, Any]] = mapped_column(JSON)
+    published_by: Mapped[str] = mapped_column(String(64))
+    published_at: Mapped[datetime]

@@ -32,9 +32,12 @@ class Perm(StrEnum):
     ENROL = "enrolment:issue"
     USERS_MANAGE = "users:manage"
     AUDIT_READ = "audit:read"
+    LIBRARIES_READ = "libraries:read"
+    LIBRARIES_PUBLISH = "libraries:publish"  # upload a package signed by a pharmacist
 
 
 _CLINICAL_READ = {
+    Perm.LIBRARIES_READ,
     Perm.PUMPS_READ,
     Perm.ALARMS_READ,
     Perm.INFUSIONS_READ,
@@ -45,7 +48,7 @@ _CLINICAL_READ = {
 MATRIX: dict[Role, frozenset[Perm]] = {
     Role.NURSE: frozenset(_CLINICAL_READ | {Perm.ALARMS_ACK, Perm.COMMANDS_CLINICAL}),
     Role.PHYSICIAN: frozenset(_CLINICAL_READ | {Perm.ALARMS_ACK, Perm.COMMANDS_CLINICAL}),
-    Role.PHARMACIST: frozenset(_CLINICAL_READ | {Perm.COMMANDS_LIBRARY}),
+    Role.PHARMACIST: frozenset(_CLINICAL_READ | {Perm.COMMANDS_LIBRARY, Perm.LIBRARIES_PUBLISH}),
     Role.BIOMED: frozenset(
         {
             Perm.PUMPS_READ,
@@ -55,6 +58,7 @@ MATRIX: dict[Role, frozenset[Perm]] = {
             Perm.EVENTS_READ,
             Perm.ENROL,
             Perm.COMMANDS_LIBRARY,
+            Perm.LIBRARIES_READ,
         }
     ),
     Role.ADMIN: frozenset(
@@ -67,6 +71,7 @@ MATRIX: dict[Role, frozenset[Perm]] = {
             Perm.ENROL,
             Perm.USERS_MANAGE,
             Perm.AUDIT_READ,
+            Perm.LIBRARIES_READ,
         }
     ),
     Role.MONITOR: frozenset(_CLINICAL_READ),

@@ -61,8 +61,11 @@ def issue_command(
     now = ctx.now()
     with ctx.db.write() as session:
         pump = visible_pump(session, principal, pump_id)
+        params = body.params
         try:
             commands.check_policy(session, pump, body.channel, body.action)
+            if body.action == "activate_library":
+                params = commands.library_params(session, body.params)
             commands.check_mass_action(
                 session,
                 principal.username,
@@ -89,7 +92,7 @@ def issue_command(
                 pump,
                 body.channel,
                 body.action,
-                body.params,
+                params,
                 principal.username,
                 now,
                 ctx.settings.command_ttl_s,

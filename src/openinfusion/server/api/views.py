@@ -112,7 +112,7 @@ def command_view(c: Command) -> dict[str, Any]:
         "pump_id": c.pump_id,
         "channel": c.channel,
         "action": c.action,
-        "params": c.params,
+        "params": {k: v for k, v in c.params.items() if k != "package"},  # packages are large
         "issued_by": c.issued_by,
         "issued_at": iso(c.issued_at),
         "expires_at": iso(c.expires_at),
