@@ -31,6 +31,8 @@ from openinfusion.control.aid.oref._js import (
     truthy,
     utc_minutes,
 )
+from openinfusion.control.aid.oref.blend import blend_predictions
+from openinfusion.control.aid.oref.carbs import carb_model
 from openinfusion.control.aid.oref.cgm_guard import unusable_cgm
 from openinfusion.control.aid.oref.predict import Predictions, predict
 from openinfusion.control.aid.oref.targets import adjusted_targets
@@ -38,9 +40,6 @@ from openinfusion.control.aid.oref.temp_basal import max_safe_basal, round_basal
 
 # Horizon arithmetic of the reference: 24 five-minute steps to bring BG to target in 2 h.
 _STEPS_2H = 24
-_MAX_CARB_ABSORPTION_G_H = 30.0  # ceiling on observed carb impact
-_ASSUMED_CARB_ABSORPTION_G_H = 20.0  # stretches remaining-carb time for large meals
-_MIN_REMAINING_CARB_TIME_H = 3.0
 
 
 def _bg_text(value: Any, profile: Mapping[str, Any]) -> Any:
@@ -156,7 +155,6 @@ def determine_basal(
         return {"error": "Error: could not determine target_bg. "}
     min_bg, max_bg, target_bg = targets.min_bg, targets.max_bg, targets.target_bg
     threshold, sens, ratio = targets.threshold, targets.sens, targets.ratio
-    ratio_num = num(ratio)
     if truthy(ratio):
         basal = targets.basal
     high_bg = num(profile.get("enableSMB_high_bg_target"))
@@ -236,43 +234,10 @@ def determine_basal(
     enable_smb = _smb_enabled(profile, microbolus_allowed, meal, bg, target_bg, high_bg)
     enable_uam = truthy(profile.get("enableUAM"))
 
-    # --- Carb impact now (ci), how long it lasts (cid), and carbs not yet seen absorbing.
-    ci = round_to(min_delta - bgi, 1)
-    uci = ci
-    csf = jdiv(sens, num(profile.get("carb_ratio")))
-    max_ci = round_to(_MAX_CARB_ABSORPTION_G_H * csf * 5 / 60, 1)
-    ci = min(ci, max_ci)
+    carb = carb_model(min_delta, bgi, sens, ratio, profile, meal, now_ms)
+    ci, cid, remaining_ci_peak = carb.ci, carb.cid, carb.remaining_ci_peak
     meal_cob_raw = meal.get("mealCOB")
-    meal_cob = num(meal_cob_raw)
-    carbs = num(meal.get("carbs"))
-    remaining_ca_time_min_h = _MIN_REMAINING_CARB_TIME_H
-    if truthy(ratio):
-        remaining_ca_time_min_h = jdiv(remaining_ca_time_min_h, ratio_num)
-    remaining_ca_time_h = remaining_ca_time_min_h
-    if truthy(meal.get("carbs")):
-        remaining_ca_time_min_h = jmax(
-            remaining_ca_time_min_h, meal_cob / _ASSUMED_CARB_ABSORPTION_G_H
-        )
-        last_carb_age_min = round_to((now_ms - num(meal.get("lastCarbTime"))) / 60000)
-        remaining_ca_time_h = round_to(remaining_ca_time_min_h + 1.5 * last_carb_age_min / 60, 1)
-    total_ci = jmax(0, ci / 5 * 60 * remaining_ca_time_h / 2)
-    total_ca_g = jdiv(total_ci, csf)
-    carbs_cap_g = 90.0
-    if truthy(profile.get("remainingCarbsCap")):
-        carbs_cap_g = jmin(90, num(profile.get("remainingCarbsCap")))
-    carbs_fraction = 1.0
-    if truthy(profile.get("remainingCarbsFraction")):
-        carbs_fraction = jmin(1, num(profile.get("remainingCarbsFraction")))
-    remaining_carbs_g = jmax(0, meal_cob - total_ca_g - carbs * (1 - carbs_fraction))
-    remaining_carbs_g = jmin(carbs_cap_g, remaining_carbs_g)
-    remaining_ci_peak = jdiv(remaining_carbs_g * csf * 5 / 60, remaining_ca_time_h / 2)
-    slope_from_max = round_to(num(meal.get("slopeFromMaxDeviation")), 2)
-    slope_from_min = round_to(num(meal.get("slopeFromMinDeviation")), 2)
-    slope_from_deviations = jmin(slope_from_max, -slope_from_min / 3)
-    if ci == 0:
-        cid = 0.0
-    else:
-        cid = jmin(remaining_ca_time_h * 60 / 5 / 2, jmax(0, jdiv(meal_cob * csf, ci)))
+    meal_cob, carbs, csf = carb.meal_cob_g, carb.carbs_g, carb.csf
 
     pred: Predictions = predict(
         iob_data,
@@ -280,11 +245,11 @@ def determine_basal(
         eventual_bg,
         sens,
         ci,
-        uci,
+        carb.uci,
         cid,
-        remaining_ca_time_h,
+        carb.remaining_ca_time_h,
         remaining_ci_peak,
-        slope_from_deviations,
+        carb.slope_from_deviations,
         enable_uam,
     )
     carbs_active = truthy(cid) or remaining_ci_peak > 0
@@ -323,60 +288,19 @@ def determine_basal(
                 eventual_bg = jmax(eventual_bg, jround(uam_curve[-1]))
         result["eventualBG"] = eventual_bg
 
-    min_iob_pred_bg = jmax(39, pred.min_iob_pred)
-    min_cob_pred_bg = jmax(39, pred.min_cob_pred)
-    min_uam_pred_bg = jmax(39, pred.min_uam_pred)
-    min_pred_bg = jround(min_iob_pred_bg)
-    carbs_left = jdiv(meal_cob, carbs)
-    if min_uam_pred_bg < 999 and min_cob_pred_bg < 999:
-        avg_pred_bg = jround((1 - carbs_left) * pred.last_uam + carbs_left * pred.last_cob)
-    elif min_cob_pred_bg < 999:
-        avg_pred_bg = jround((pred.last_iob + pred.last_cob) / 2)
-    elif min_uam_pred_bg < 999:
-        avg_pred_bg = jround((pred.last_iob + pred.last_uam) / 2)
-    else:
-        avg_pred_bg = jround(pred.last_iob)
-    min_zt_guard_bg = pred.min_zt_guard
-    avg_pred_bg = max(avg_pred_bg, min_zt_guard_bg)
-
-    if carbs_active:
-        if enable_uam:
-            min_guard_bg = carbs_left * pred.min_cob_guard + (1 - carbs_left) * pred.min_uam_guard
-        else:
-            min_guard_bg = pred.min_cob_guard
-    elif enable_uam:
-        min_guard_bg = pred.min_uam_guard
-    else:
-        min_guard_bg = pred.min_iob_guard
-    min_guard_bg = jround(min_guard_bg)
-
-    # Temper a high UAM prediction when the zero-temp curve goes low.
-    min_zt_uam_pred_bg = min_uam_pred_bg
-    if min_zt_guard_bg < threshold:
-        min_zt_uam_pred_bg = (min_uam_pred_bg + min_zt_guard_bg) / 2
-    elif min_zt_guard_bg < target_bg:
-        blend = (min_zt_guard_bg - threshold) / (target_bg - threshold)
-        blended_zt = min_uam_pred_bg * blend + min_zt_guard_bg * (1 - blend)
-        min_zt_uam_pred_bg = (min_uam_pred_bg + blended_zt) / 2
-    elif min_zt_guard_bg > min_uam_pred_bg:
-        min_zt_uam_pred_bg = (min_uam_pred_bg + min_zt_guard_bg) / 2
-    min_zt_uam_pred_bg = jround(min_zt_uam_pred_bg)
-
-    if truthy(meal.get("carbs")):
-        if not enable_uam and min_cob_pred_bg < 999:
-            min_pred_bg = jround(jmax(min_iob_pred_bg, min_cob_pred_bg))
-        elif min_cob_pred_bg < 999:
-            blended = carbs_left * min_cob_pred_bg + (1 - carbs_left) * min_zt_uam_pred_bg
-            min_pred_bg = jround(jmax(min_iob_pred_bg, min_cob_pred_bg, blended))
-        elif enable_uam:
-            min_pred_bg = min_zt_uam_pred_bg
-        else:
-            min_pred_bg = min_guard_bg
-    elif enable_uam:
-        min_pred_bg = jround(jmax(min_iob_pred_bg, min_zt_uam_pred_bg))
-    min_pred_bg = jmin(min_pred_bg, avg_pred_bg)
-    if pred.max_cob_pred > bg:
-        min_pred_bg = jmin(min_pred_bg, pred.max_cob_pred)
+    blended = blend_predictions(
+        pred,
+        bg,
+        meal_cob,
+        carbs,
+        truthy(meal.get("carbs")),
+        carbs_active,
+        enable_uam,
+        threshold,
+        target_bg,
+    )
+    min_pred_bg, min_guard_bg = blended.min_pred_bg, blended.min_guard_bg
+    min_iob_pred_bg = blended.min_iob_pred_bg
 
     if meal_cob_raw is not None:
         result["COB"] = meal_cob_raw
