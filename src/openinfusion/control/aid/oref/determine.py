@@ -16,10 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from openinfusion.control.aid.oref._js import (
-    NAN,
     iso_string,
     jdiv,
-    jfloor,
     jmax,
     jmin,
     jround,
@@ -35,6 +33,7 @@ from openinfusion.control.aid.oref.blend import blend_predictions
 from openinfusion.control.aid.oref.carbs import carb_model
 from openinfusion.control.aid.oref.cgm_guard import unusable_cgm
 from openinfusion.control.aid.oref.predict import Predictions, predict
+from openinfusion.control.aid.oref.smb import micro_bolus
 from openinfusion.control.aid.oref.targets import adjusted_targets
 from openinfusion.control.aid.oref.temp_basal import max_safe_basal, round_basal, set_temp_basal
 
@@ -481,64 +480,25 @@ def determine_basal(
     result["insulinReq"] = insulin_req
     last_bolus_age_min = round_to((now_ms - num(iob_now.get("lastBolusTime"))) / 60000, 1)
 
-    if microbolus_allowed and enable_smb and bg > threshold:
-        meal_insulin_req = round_to(jdiv(meal_cob, num(profile.get("carb_ratio"))), 3)
-        if profile.get("maxSMBBasalMinutes") is None:
-            max_bolus = round_to(current_basal * 30 / 60, 1)
-        elif iob > meal_insulin_req and iob > 0:
-            # IOB already covers the carbs: limit by the UAM minutes instead.
-            uam_minutes = profile.get("maxUAMSMBBasalMinutes")
-            if truthy(uam_minutes):
-                max_bolus = round_to(current_basal * num(uam_minutes) / 60, 1)
-            else:
-                max_bolus = round_to(current_basal * 30 / 60, 1)
-        else:
-            max_bolus = round_to(current_basal * num(profile.get("maxSMBBasalMinutes")) / 60, 1)
-        bolus_increment = 0.1
-        if truthy(profile.get("bolus_increment")):
-            bolus_increment = num(profile.get("bolus_increment"))
-        steps_per_unit = jdiv(1, bolus_increment)
-        micro_bolus = jdiv(
-            jfloor(jmin(insulin_req / 2, max_bolus) * steps_per_unit), steps_per_unit
+    if (
+        microbolus_allowed
+        and enable_smb
+        and bg > threshold
+        and micro_bolus(
+            result,
+            profile,
+            insulin_req,
+            iob,
+            meal_cob,
+            basal,
+            target_bg,
+            naive_eventual_bg,
+            min_iob_pred_bg,
+            sens,
+            last_bolus_age_min,
         )
-        # A zero/low temp long enough to bring the mean of naive and IOB predictions to target.
-        worst_case_req = jdiv(target_bg - (naive_eventual_bg + min_iob_pred_bg) / 2, sens)
-        duration_req = jround(jdiv(60 * worst_case_req, current_basal))
-        if insulin_req > 0 and micro_bolus < bolus_increment:
-            duration_req = 0.0
-        low_temp_rate = 0.0
-        if duration_req <= 0:
-            duration_req = 0.0
-        elif duration_req >= 30:
-            duration_req = jmin(60, jmax(0, jround(duration_req / 30) * 30))
-        else:
-            low_temp_rate = round_to(basal * duration_req / 30, 2)
-            duration_req = 30.0
-        result["reason"] += f" insulinReq {js_str(insulin_req)}"
-        if micro_bolus >= max_bolus:
-            result["reason"] += f"; maxBolus {js_str(max_bolus)}"
-        if duration_req > 0:
-            result["reason"] += (
-                f"; setting {js_str(duration_req)}m low temp of {js_str(low_temp_rate)}U/h"
-            )
-        result["reason"] += ". "
-        smb_interval_min = 3.0
-        if truthy(profile.get("SMBInterval")):
-            smb_interval_min = jmin(10, jmax(1, num(profile.get("SMBInterval"))))
-        if last_bolus_age_min > smb_interval_min:
-            if micro_bolus > 0:
-                result["units"] = micro_bolus
-                result["reason"] += f"Microbolusing {js_str(micro_bolus)}U. "
-        else:
-            wait_min = jround(smb_interval_min - last_bolus_age_min)
-            wait_s = _js_mod(jround((smb_interval_min - last_bolus_age_min) * 60), 60)
-            result["reason"] += (
-                f"Waiting {js_str(wait_min)}m {js_str(wait_s)}s to microbolus again. "
-            )
-        if duration_req > 0:
-            result["rate"] = low_temp_rate
-            result["duration"] = duration_req
-            return result
+    ):
+        return result  # the micro-bolus came with a zero/low temp
 
     cap = max_safe_basal(profile)
     if rate > cap:
@@ -559,13 +519,6 @@ def determine_basal(
         return result
     result["reason"] += f"temp {js_str(running_rate_raw)}<{js_str(rate)}U/hr. "
     return set_temp_basal(rate, 30, profile, result, currenttemp)
-
-
-def _js_mod(x: float, m: float) -> float:
-    """JavaScript ``%``: the sign follows the dividend."""
-    if math.isnan(x):
-        return NAN
-    return math.fmod(x, m)
 
 
 def _clip_round(values: list[float]) -> list[float]:
