@@ -1,5 +1,6 @@
-"""A pump process for the kill -9 tests: one simulated syringe pump and its link, sending
-fast (status every 10 ms, heartbeat every 20 ms) until SIGTERM or SIGKILL.
+"""A pump process for the kill -9 tests: one simulated syringe pump with its crash-safe
+journal and its link, sending fast (status every 10 ms, heartbeat every 20 ms, a minute of
+pump time every 10 ms) until SIGTERM or SIGKILL; restarted, it recovers from the journal.
 
 Usage: python -m tests.server._link_worker DATA_DIR
 """
@@ -19,7 +20,7 @@ from tests.server.test_link import PROFILE
 
 
 async def main(data_dir: Path) -> None:
-    pump = ScenarioPump(PROFILE, "SER-KILL", random.Random(1))
+    pump = ScenarioPump(PROFILE, "SER-KILL", random.Random(1), data_dir / "journal.db")
     outbox = Outbox(data_dir)
     link = PumpLink(
         pump.bedside,
@@ -35,7 +36,7 @@ async def main(data_dir: Path) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
 
     async def drive() -> None:
-        t = 0.0
+        t = pump.device.t_s  # recovered from the journal after a kill
         while not stop.is_set():
             t += 60.0
             pump.advance_to(t)

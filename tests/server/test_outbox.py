@@ -116,7 +116,9 @@ def test_f01_kill_9_while_sending_loses_nothing_and_stores_nothing_twice(
 ) -> None:
     """F-01/F-03: a real pump process is killed with SIGKILL at random points while it
     sends, and restarted, six times; then a last restart drains the outbox. The receiver
-    holds every seq from 1 to the last one the pump ever took, each once, none changed."""
+    holds every seq from 1 to the last one the pump ever took, each once, none changed;
+    and, the pump recovering from its journal each time, the volume it reports never
+    goes back (I2)."""
     rng = random.Random(20261203)
     data = tmp_path / "pump"
     outbox = Outbox(data)
@@ -157,7 +159,7 @@ def test_f01_kill_9_while_sending_loses_nothing_and_stores_nothing_twice(
             final = Outbox(data)
             assert final.integrity_ok()
             top = final.next_seq - 1
-            pump = ScenarioPump(PROFILE, "SER-KILL", random.Random(1))
+            pump = ScenarioPump(PROFILE, "SER-KILL", random.Random(1), data / "journal.db")
             link = PumpLink(
                 pump.bedside, final, backoff_min_s=0.02, status_every_s=60, heartbeat_every_s=60
             )
@@ -171,6 +173,14 @@ def test_f01_kill_9_while_sending_loses_nothing_and_stores_nothing_twice(
             assert max(record.stored) >= top
             assert record.tampered == 0, "a seq was reused for other content"
             assert kills == 6 and len(record.stored) > 6 * 5
+            # I2 across the kills: the pump recovered from its journal each time, so the
+            # volume it reports never goes back, and it reported each restart.
+            volumes = [
+                f["body"]["channels"][0]["volume_infused_ml"] for f in record.of_type("status")
+            ]
+            assert volumes == sorted(volumes) and volumes[-1] > 0
+            kinds = [f["body"]["kind"] for f in record.of_type("event")]
+            assert kinds.count("recovered") >= 5
         finally:
             await receiver.stop()
 

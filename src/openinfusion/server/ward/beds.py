@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from openinfusion.errors import InputError
 from openinfusion.server.ward.pumps import (
@@ -102,9 +103,13 @@ def plan_ward(n: int, seed: int) -> list[tuple[str, str, random.Random]]:
     return out
 
 
-def build_pump(name: str, serial: str, rng: random.Random) -> SimPump:
+def build_pump(name: str, serial: str, rng: random.Random, journal: Path | None = None) -> SimPump:
+    """Build a bed's pump. ``journal``: crash-safe journal file of a hospital, PCA or
+    ambulatory pump (recovered from when it exists); the insulin and implant models keep
+    their state in memory only."""
     if name not in PROFILES:
         raise InputError("profile", name, f"must be one of {', '.join(PROFILES)}")
     profile = PROFILES[name]
-    factory = profile.factory or ScenarioPump
-    return factory(profile, serial, rng)
+    if profile.factory is not None:
+        return profile.factory(profile, serial, rng)
+    return ScenarioPump(profile, serial, rng, journal)

@@ -156,6 +156,10 @@ class PumpLink:
             self.on_record(record)
 
         bedside.device.listener = listen
+        # Records a recovered device made before the link existed (restart, alarms) go out too.
+        for record in bedside.device.records:
+            if record.kind != "command":
+                self.on_record(record)
 
     @property
     def pump_id(self) -> str:

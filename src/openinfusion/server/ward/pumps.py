@@ -16,6 +16,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from openinfusion.errors import InputError
@@ -23,6 +24,7 @@ from openinfusion.library.ders import DersError
 from openinfusion.pump.channel import CommandRejected, State
 from openinfusion.pump.codes import Alarm
 from openinfusion.pump.device import Device
+from openinfusion.pump.journal import Recovery, SqliteJournal, recover
 from openinfusion.pump.scenario import ContinuousSpec, Run, scenario_from_data
 from openinfusion.server.ward.bedside import Bedside
 
@@ -80,6 +82,14 @@ class SimPump:
     def _advance_device(self, t_s: float) -> None:
         self.device.advance_to(max(t_s, self.device.t_s))
 
+    def _skip_past(self) -> None:
+        """After a recovery: happenings whose time has passed did not happen."""
+        now = self.device.t_s
+        self._queue = [h for h in self._queue if h.t_s >= now]
+        heapq.heapify(self._queue)
+        if not any(h.label == "nurse round" for h in self._queue):
+            self.at(now + NURSE_ROUND_S, "nurse round", _nurse_round)
+
     def at(self, t_s: float, label: str, act: Action) -> None:
         heapq.heappush(self._queue, Timed(t_s, next(self._order), label, act))
 
@@ -122,8 +132,20 @@ class ScenarioPump(SimPump):
     :class:`openinfusion.pump.scenario.Run` (every program DERS-checked before anything
     starts)."""
 
-    def __init__(self, profile: Profile, serial: str, rng: random.Random) -> None:
-        self.run = Run(scenario_from_data(profile.scenario(rng)))
+    def __init__(
+        self, profile: Profile, serial: str, rng: random.Random, journal: Path | None = None
+    ) -> None:
+        """``journal``: the pump's crash-safe journal file. If it exists the pump was
+        interrupted: its device is recovered from it (delivery stopped with
+        ``crash_recovered`` until a nurse confirms, RELIABILITY F-01), not programmed anew."""
+        self.recovery: Recovery | None = None
+        if journal is not None and journal.exists():
+            self.run = Run(scenario_from_data(profile.scenario(rng)))
+            self.recovery = recover(journal)
+            self.run.device = self.recovery.device
+        else:
+            sink = SqliteJournal(journal) if journal is not None else None
+            self.run = Run(scenario_from_data(profile.scenario(rng)), journal=sink)
         bedside = Bedside(
             self.run.device,
             kind=profile.kind,
@@ -131,6 +153,9 @@ class ScenarioPump(SimPump):
             programmed=dict(self.run.programmed),
         )
         super().__init__(profile, serial, rng, self.run.device, bedside)
+        if self.recovery is not None:
+            self._skip_past()
+            self.at(self.device.t_s + NURSE_RECOVERY_S, "nurse after restart", _confirm_recovery)
         self.pk: Any = None
         first = self.run.programmed.get(0)
         drug = first.plan.drug.name if first is not None and first.plan.drug else None
@@ -146,6 +171,8 @@ class ScenarioPump(SimPump):
             self.at(pk_patient.UPDATE_S, "patient minute", _pk_minute)
 
     def start(self) -> None:
+        if self.recovery is not None:
+            return  # recovered: nothing restarts by itself
         scenario = self.run.scenario
         for index, programmed in self.run.programmed.items():
             self.device.program(index, programmed.plan, **programmed.journal_info())
@@ -161,6 +188,16 @@ class ScenarioPump(SimPump):
 
 
 NURSE_ROUND_S = 10 * 60.0
+NURSE_RECOVERY_S = 3 * 60.0
+
+
+def _confirm_recovery(pump: SimPump) -> None:
+    """A nurse checks patient and program after the pump restarted, then resumes."""
+    d = pump.device
+    for i in range(len(d.channels)):
+        if d.board.is_active(Alarm.CRASH_RECOVERED, i):
+            d.confirm_recovery(i)
+            pump.nurse_restores(i, None)
 
 
 def _pk_minute(pump: SimPump) -> None:

@@ -143,8 +143,8 @@ class Ward:
         async with httpx.AsyncClient(timeout=10.0) as client:
             bearer = None
             for name, serial, rng in plan:
-                pump = build_pump(name, serial, rng)
                 outbox = Outbox(o.data_dir / serial)
+                pump = build_pump(name, serial, rng, o.data_dir / serial / "journal.db")
                 if outbox.enrolment() is None:
                     if tokens:
                         token = tokens.pop(0)
@@ -182,10 +182,11 @@ class Ward:
         """Advance one pump's engine with wall time; the nurse confirms remote changes."""
         o = self.options
         wp.pump.start()
+        t0 = wp.pump.device.t_s  # a recovered pump goes on from its own time
         seen: dict[int, float] = {}
         while not self.stop.is_set():
             elapsed = time.monotonic() - started
-            wp.pump.advance_to(elapsed * o.speed)
+            wp.pump.advance_to(t0 + elapsed * o.speed)
             for index in list(wp.pump.bedside.pending):
                 first = seen.setdefault(index, time.monotonic())
                 if time.monotonic() - first >= o.confirm_after_s:
