@@ -154,8 +154,7 @@ def determine_basal(
         return {"error": "Error: could not determine target_bg. "}
     min_bg, max_bg, target_bg = targets.min_bg, targets.max_bg, targets.target_bg
     threshold, sens, ratio = targets.threshold, targets.sens, targets.ratio
-    if truthy(ratio):
-        basal = targets.basal
+    basal = targets.basal  # scheduled basal x the sensitivity ratio, rounded for the pump
     high_bg = num(profile.get("enableSMB_high_bg_target"))
     profile_sens = num(profile.get("sens"))
 
