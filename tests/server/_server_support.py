@@ -7,6 +7,8 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -83,6 +85,56 @@ def login(client: Any, username: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """``openinfusion serve`` in its own process (SQLite in the data dir, or ``db``)."""
+
+    def __init__(self, data_dir: Path, db: str | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/api/gateway/ws"
+        args = ["serve", "--port", str(self.port), "--data-dir", str(data_dir)]
+        if db is not None:
+            args += ["--db", db]
+        entry = (
+            "import sys; from openinfusion.cli.main import run; sys.argv[0] = 'openinfusion'; run()"
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", entry, *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def wait_healthy(self, timeout: float = 60) -> ServerProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"server exited: {err[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not become healthy")
+
+    def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
 class LiveServer:
     """The app served by uvicorn in a thread on 127.0.0.1 and a free port."""
 
@@ -136,7 +188,9 @@ class TestPump:
 
     __test__ = False
 
-    def __init__(self, server: LiveServer, serial: str, key: PrivateKey | None = None) -> None:
+    def __init__(
+        self, server: LiveServer | ServerProcess, serial: str, key: PrivateKey | None = None
+    ) -> None:
         self.server, self.serial = server, serial
         self.key = key or generate_private_key()
         self.pump_id = ""

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +27,7 @@ from openinfusion.security import verify_command
 from openinfusion.security.envelope import command_result_body
 from openinfusion.server.app import open_context
 from tests.server._server_support import (
+    ServerProcess,
     TestPump,
     cheap_password_hashing,  # noqa: F401 (autouse)
     make_settings,
@@ -65,59 +62,6 @@ def pg_url() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Proc:
-    """``openinfusion serve`` in its own process."""
-
-    def __init__(self, data_dir: Path, db: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}/api/gateway/ws"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys; from openinfusion.cli.main import run; sys.argv[0] = 'openinfusion'; run()",
-                "serve",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(data_dir),
-                "--db",
-                db,
-                "--json",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-
-    def wait_healthy(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("server did not become healthy")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-
-
 def _login(url: str, username: str, password: str) -> dict[str, str]:
     r = httpx.post(f"{url}/api/auth/token", data={"username": username, "password": password})
     assert r.status_code == 200, r.text
@@ -134,7 +78,7 @@ def test_two_processes_share_events_commands_and_one_audit_chain(
     ctx, first = open_context(settings)
     ctx.db.dispose()
     creds = {c.role: c.password for c in first}
-    procs = [Proc(data_dir, pg_url), Proc(data_dir, pg_url)]
+    procs = [ServerProcess(data_dir, pg_url), ServerProcess(data_dir, pg_url)]
     a, b = procs
     try:
         a.wait_healthy()
