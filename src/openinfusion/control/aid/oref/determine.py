@@ -237,6 +237,8 @@ def determine_basal(
     meal_cob_raw = meal.get("mealCOB")
     meal_cob, carbs, csf = carb.meal_cob_g, carb.carbs_g, carb.csf
 
+    carbs_active = truthy(cid) or remaining_ci_peak > 0
+    cob_shown = meal_cob > 0 and (ci > 0 or remaining_ci_peak > 0)
     pred: Predictions = predict(
         iob_data,
         bg,
@@ -249,8 +251,8 @@ def determine_basal(
         remaining_ci_peak,
         carb.slope_from_deviations,
         enable_uam,
+        carbs_active or cob_shown,
     )
-    carbs_active = truthy(cid) or remaining_ci_peak > 0
     pred_bgs: dict[str, list[float]] = {}
     result["predBGs"] = pred_bgs
     iob_curve = _clip_round(pred.iob)
@@ -269,7 +271,6 @@ def determine_basal(
     last_cob_pred_bg: float | None = None
     last_uam_pred_bg: float | None = None
     cob_curve: list[float] = []
-    cob_shown = meal_cob > 0 and (ci > 0 or remaining_ci_peak > 0)
     if cob_shown:
         cob_curve = _clip_round(pred.cob)
         _trim_flat_tail(cob_curve, 12)

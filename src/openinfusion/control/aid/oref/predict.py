@@ -165,10 +165,15 @@ def predict(
     remaining_ci_peak: float,
     slope_from_deviations: float,
     enable_uam: bool,
+    cob_needed: bool = True,
 ) -> Predictions:
     """Run the prediction over the IOB ticks (each with ``activity`` U/min and
     ``iobWithZeroTemp.activity``). A tick without ``iobWithZeroTemp`` ends the curves there,
     as the reference's exception does; on the first tick it is an error (ValueError).
+
+    ``cob_needed`` False (no carbs active and no COB curve to show) and ``enable_uam`` False
+    let the fast path skip the COB and UAM curves, which the decision then does not read
+    (their points are NaN).
 
     Fast path (all inputs finite numbers): plain float arithmetic in the reference's order,
     so every value is the same double; running minima are rounded once at the end, which
@@ -219,8 +224,8 @@ def predict(
     ci_positive = ci if ci > 0 else 0.0
     # Missing meal data (NaN carbs, COB or slopes) makes the whole COB or UAM curve NaN
     # in the reference (Math.max/min pass NaN on); NaN compares false, so no minimum moves.
-    cob_nan = math.isnan(cid) or math.isnan(remaining_ci_peak)
-    uam_nan = math.isnan(slope_from_deviations)
+    cob_nan = math.isnan(cid) or math.isnan(remaining_ci_peak) or not cob_needed
+    uam_nan = math.isnan(slope_from_deviations) or not enable_uam
     ci_span = cid * 2
     if not ci_span > 1:
         ci_span = 1.0
