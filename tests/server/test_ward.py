@@ -237,3 +237,27 @@ def test_f01_ward_pump_recovers_from_its_journal_and_waits_for_the_nurse(
     assert ch.state is State.ALARM  # the nurse is not there yet
     again.advance_to(again.device.t_s + 600.0)
     assert ch.state is State.RUNNING
+
+
+def test_f01_processes_mode_restarts_a_killed_pump_process(tmp_path: Path) -> None:
+    """A pump process that dies by SIGKILL is started again; one that ends normally (0) or
+    on bad input (2) is not."""
+    from openinfusion.server.ward.ward import run_processes
+
+    script = (
+        "import os, sys, pathlib\n"
+        "p = pathlib.Path(sys.argv[1]); runs = int(p.read_text() or 0) + 1 if p.exists() else 1\n"
+        "p.write_text(str(runs))\n"
+        "if sys.argv[2] == 'kill-once' and runs == 1: os.kill(os.getpid(), 9)\n"
+        "sys.exit(2 if sys.argv[2] == 'bad' else 0)\n"
+    )
+    plans = ["kill-once", "bad", "ok"]
+
+    def argv_for(index: int, left: float | None) -> list[str]:
+        return ["-c", script, str(tmp_path / f"runs{index}"), plans[index]]
+
+    options = WardOptions(server_url="http://x", data_dir=tmp_path, pumps=3, duration_s=30.0)
+    result = asyncio.run(run_processes(options, argv_for))
+    assert result["restarts"] == [1, 0, 0]
+    assert result["exit_code"] == 2
+    assert [(tmp_path / f"runs{i}").read_text() for i in range(3)] == ["2", "1", "1"]

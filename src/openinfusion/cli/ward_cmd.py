@@ -65,10 +65,12 @@ def ward_command(
     if mode == "processes" and only is None:
         options.tokens = asyncio.run(tokens_per_pump(options))
         options.credentials = None  # children enrol with their own token, no login each
-        code = asyncio.run(run_processes(options, lambda i: _child_argv(options, i, pharmacy_key)))
+        result = asyncio.run(_supervise(options, pharmacy_key))
         if json_out:
-            print_json({"mode": "processes", "pumps": pumps, "exit_code": code})
-        raise typer.Exit(code)
+            print_json(result)
+        else:
+            console.print(f"pump processes restarted: {result['restarts']}", markup=False)
+        raise typer.Exit(result["exit_code"])
     ward = Ward(options)
     summary = asyncio.run(_run(ward))
     if json_out:
@@ -83,6 +85,15 @@ def ward_command(
         )
 
 
+async def _supervise(options: WardOptions, keys: list[Path]) -> dict[str, Any]:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return await run_processes(options, lambda i, left: _child_argv(options, i, keys, left), stop)
+
+
 async def _run(ward: Ward) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -91,7 +102,9 @@ async def _run(ward: Ward) -> dict[str, Any]:
     return await ward.run()
 
 
-def _child_argv(o: WardOptions, index: int, keys: list[Path]) -> list[str]:
+def _child_argv(
+    o: WardOptions, index: int, keys: list[Path], duration_s: float | None
+) -> list[str]:
     """Arguments of the process that runs pump ``index`` alone."""
     argv = [
         "-m",
@@ -103,8 +116,8 @@ def _child_argv(o: WardOptions, index: int, keys: list[Path]) -> list[str]:
         "--seed", str(o.seed),
         "--only", str(index),
     ]  # fmt: skip
-    if o.duration_s is not None:
-        argv += ["--duration", str(o.duration_s)]
+    if duration_s is not None:
+        argv += ["--duration", str(duration_s)]
     if index < len(o.tokens) and o.tokens[index]:
         argv += ["--token", o.tokens[index]]
     if o.credentials is not None:

@@ -278,11 +278,47 @@ async def tokens_per_pump(options: WardOptions) -> list[str]:
     return out
 
 
-async def run_processes(options: WardOptions, argv_for: Callable[[int], list[str]]) -> int:
-    """``processes`` mode: one OS process per pump; returns the worst exit code."""
-    procs = [
-        await asyncio.create_subprocess_exec(sys.executable, *argv_for(i))
-        for i in range(options.pumps)
-    ]
-    codes = await asyncio.gather(*(p.wait() for p in procs))
-    return max(codes, default=0)
+RESTART_DELAY_S = 1.0
+
+
+async def run_processes(
+    options: WardOptions,
+    argv_for: Callable[[int, float | None], list[str]],
+    stop: asyncio.Event | None = None,
+) -> dict[str, Any]:
+    """``processes`` mode: one OS process per pump, supervised. A pump process that dies
+    (killed, crashed) is started again after ``RESTART_DELAY_S`` and recovers from its
+    journal and outbox; one that exits 0 (its duration is over) or 2 (bad input) is not.
+    ``argv_for(index, duration_s)`` gives a process's arguments. Returns per-pump restarts
+    and the worst exit code."""
+    stop = stop or asyncio.Event()
+    deadline = None if options.duration_s is None else time.monotonic() + options.duration_s
+    restarts = [0] * options.pumps
+
+    async def supervise(index: int) -> int:
+        while True:
+            left = None if deadline is None else max(1.0, deadline - time.monotonic())
+            proc = await asyncio.create_subprocess_exec(sys.executable, *argv_for(index, left))
+            waiting = asyncio.create_task(proc.wait())
+            stopping = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stopping in done:
+                if proc.returncode is None:
+                    proc.terminate()
+                await waiting
+                return 0
+            stopping.cancel()
+            code = proc.returncode or 0
+            if code in (0, 2) or (deadline is not None and time.monotonic() >= deadline):
+                return code
+            restarts[index] += 1
+            log.warning("pump process %d ended with %d: restarting", index, code)
+            await asyncio.sleep(RESTART_DELAY_S)
+
+    codes = await asyncio.gather(*(supervise(i) for i in range(options.pumps)))
+    return {
+        "mode": "processes",
+        "pumps": options.pumps,
+        "restarts": restarts,
+        "exit_code": max((abs(c) for c in codes), default=0),
+    }
