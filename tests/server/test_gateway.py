@@ -372,6 +372,34 @@ def test_alarm_events_reach_the_live_stream_and_ack_is_audited(ward: Ward) -> No
     assert any(a["object"] == f"alarm:{alarm_id}" for a in ward.audit("alarm.ack"))
 
 
+def test_security_alert_reaches_audit_readers_live(ward: Ward) -> None:
+    """C-12/C-21: a clone attempt is audited and raises a live alert for the audit role."""
+    pump = ward.pump(connect=False)
+    seen: list[dict[str, Any]] = []
+    ready = threading.Event()
+
+    def listen() -> None:
+        with httpx.stream(
+            "GET", f"{ward.server.url}/api/events", headers=ward.h["admin"], timeout=10
+        ) as resp:
+            for line in resp.iter_lines():
+                ready.set()
+                if line.startswith("data: "):
+                    seen.append(json.loads(line[6:]))
+                    if seen[-1].get("type") == "security_alert":
+                        return
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    assert ready.wait(5)
+    token = ward.http.post("/api/enrolment-tokens", headers=ward.h["biomed"]).json()["token"]
+    assert TestPump(ward.server, pump.serial).enrol(token).status_code == 409
+    t.join(5)
+    alerts = [e for e in seen if e.get("type") == "security_alert"]
+    assert alerts and alerts[0]["action"] == "enrolment.clone_refused"
+    assert alerts[0]["object"] == f"pump:{pump.pump_id}"
+
+
 def test_many_envelopes_batched_all_stored_once(ward: Ward) -> None:
     pump = ward.pump()
     frames = [pump.envelope("status", status_body(volume=float(i))) for i in range(300)]

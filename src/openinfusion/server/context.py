@@ -15,6 +15,22 @@ from openinfusion.server.config import Settings
 from openinfusion.server.db import Database
 from openinfusion.server.events import EventBus
 
+# Audited actions that also raise a live security alert for those who read the audit
+# (RELIABILITY C-02, C-12, C-13, C-21, C-26: "audited ... alert").
+SECURITY_ALERTS = frozenset(
+    {
+        "login.throttled",
+        "gateway.conflicting_replay",
+        "gateway.frame_rejected",
+        "gateway.handshake_refused",
+        "enrolment.refused",
+        "enrolment.clone_refused",
+        "library.rejected",
+        "command.refused",
+        "audit.verify_failed",
+    }
+)
+
 
 @dataclass
 class ServerContext:
@@ -35,6 +51,17 @@ class ServerContext:
         """One audit entry in ``session``'s transaction, plus a live event for dashboards."""
         entry = audit_log.append(session, self.server_key, self.now(), actor, action, obj, details)
         self.bus.publish(session, {"type": "audit", "seq": entry.seq, "action": action})
+        if action in SECURITY_ALERTS:
+            self.bus.publish(
+                session,
+                {
+                    "type": "security_alert",
+                    "action": action,
+                    "object": obj,
+                    "actor": actor,
+                    "seq": entry.seq,
+                },
+            )
 
     def audit_alone(self, actor: str, action: str, obj: str, /, **details: Any) -> None:
         """An audit entry in its own transaction (for refusals whose action rolls back)."""

@@ -25,7 +25,7 @@ KEEPALIVE_S = 15.0
 
 
 def visible(principal: Principal, ev: dict[str, Any]) -> bool:
-    if ev.get("type") == "audit":
+    if ev.get("type") in ("audit", "security_alert"):
         return allowed(principal.role, Perm.AUDIT_READ)
     if ev.get("type") == "command":
         return allowed(principal.role, Perm.COMMANDS_READ) and _in_scope(principal, ev)
