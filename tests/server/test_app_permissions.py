@@ -200,11 +200,15 @@ def test_c10_role_endpoint_matrix(env: Env, call: Call, role: Role) -> None:
 
 @pytest.mark.parametrize("call", CALLS, ids=lambda c: f"{c.method} {c.path}")
 def test_c02_no_token_or_bad_token_is_401(env: Env, call: Call) -> None:
+    """No token, a forged one, basic auth, or another credential (a pump's enrolment token)
+    presented as a bearer token: 401 on every endpoint."""
     path = call.path.format(**env.ids)
+    enrolment = env.client.post("/api/enrolment-tokens", headers=env.h[Role.BIOMED]).json()
     for headers in (
         {},
         {"Authorization": "Bearer forged-token-value"},
         {"Authorization": "Basic YWRtaW46YWRtaW4="},
+        {"Authorization": f"Bearer {enrolment['token']}"},
     ):
         r = env.client.request(call.method, path, headers=headers, json=call.body)
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
