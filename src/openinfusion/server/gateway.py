@@ -93,7 +93,10 @@ class GatewayHub:
         try:
             async for ev in sub:
                 if ev.get("type") == "command" and ev.get("pump_id") in self.links:
-                    await self._send_command(str(ev["pump_id"]), str(ev["command_id"]))
+                    try:
+                        await self._send_command(str(ev["pump_id"]), str(ev["command_id"]))
+                    except Exception:  # one failed delivery must not stop the next ones
+                        log.exception("command %s could not be delivered", ev.get("command_id"))
         finally:
             self.ctx.bus.unsubscribe(sub)
 
