@@ -30,6 +30,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from openinfusion.errors import InputError
+from openinfusion.pump.codes import Alarm
 from openinfusion.pump.device import Record
 from openinfusion.security import b64encode, public_bytes
 from openinfusion.security.envelope import (
@@ -52,6 +53,7 @@ log = logging.getLogger("openinfusion.ward.link")
 
 #: WebSocket close code the gateway uses for a failed handshake (docs/pump-protocol.md).
 CLOSE_UNAUTHORISED = 4401
+_ALARMS = {a.code: a for a in Alarm}
 ALARM_KINDS = frozenset({"alarm", "alarm_cleared", "alarm_silenced", "alarm_acknowledged"})
 
 
@@ -192,13 +194,17 @@ class PumpLink:
             "kind": record.kind,
             "data": record.data,
         }
+        index = record.data.get("channel")
+        body["channel"] = index + 1 if isinstance(index, int) else None  # wire channels from 1
         if kind == "alarm":
             data = record.data
+            code = data.get("code")
+            spec = _ALARMS.get(code) if isinstance(code, str) else None
             body.update(
                 state="cleared" if record.kind == "alarm_cleared" else "raised",
-                code=data.get("code"),
-                priority=data.get("priority"),
-                channel=(data["channel"] + 1) if isinstance(data.get("channel"), int) else None,
+                code=code,
+                priority=data.get("priority") or (spec.priority.value if spec else None),
+                message=spec.value.meaning if spec else None,
             )
             if record.kind in ("alarm_silenced", "alarm_acknowledged"):
                 body["state"] = record.kind.removeprefix("alarm_")
