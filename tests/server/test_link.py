@@ -510,3 +510,53 @@ def test_unconfirmed_remote_program_expires_and_is_reported(tmp_path: Path) -> N
         assert not pump.bedside.pending
 
     _run(body)
+
+
+def test_c07_replay_refused_after_a_real_pump_process_restart(tmp_path: Path) -> None:
+    """C-07 with a real process: a command accepted by a pump process is replayed after
+    that process was killed (SIGKILL) and started again: refused as a replay."""
+    import sys
+
+    data = tmp_path / "pump"
+    outbox = Outbox(data)
+    pump_key = outbox.key.public_key()
+    outbox.close()
+    root = Path(__file__).resolve().parents[2]
+
+    async def body(receiver: Receiver) -> None:
+        receiver.add_pump("P-0001", pump_key)
+        seed = Outbox(data)
+        seed.pin_server("P-0001", b64encode(public_bytes(SERVER_KEY.public_key())), receiver.url)
+        seed.close()
+
+        async def start() -> asyncio.subprocess.Process:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tests.server._link_worker", str(data),
+                cwd=root, stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            await receiver.wait_for(lambda: "P-0001" in receiver.connections, 30)
+            return proc
+
+        frame = _cmd("pause")
+        proc = await start()
+        await receiver.send("P-0001", frame)
+        first = await _result_for(receiver, frame["command_id"])
+        proc.kill()
+        await proc.wait()
+        receiver.connections.pop("P-0001", None)
+        proc = await start()
+        try:
+            await receiver.send("P-0001", frame)
+
+            def answered_twice() -> bool:
+                return sum(r["command_id"] == frame["command_id"] for r in _results(receiver)) >= 2
+
+            await receiver.wait_for(answered_twice, 20)
+        finally:
+            proc.kill()
+            await proc.wait()
+        second = [r for r in _results(receiver) if r["command_id"] == frame["command_id"]][1]
+        assert first["outcome"] == "accepted"
+        assert second["outcome"] == "rejected" and "replay" in second["reason"]
+
+    _run(body)
