@@ -21,7 +21,12 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from openinfusion.control.aid.trial_adapter import mpc_controller, pid_controller
+from openinfusion.control.aid.trial_adapter import (
+    mpc_controller,
+    oref_controller,
+    oref_smb_controller,
+    pid_controller,
+)
 from openinfusion.errors import InputError
 from openinfusion.physiology.glucose import GlucoseParameters, GlucosePatients, simulate
 from openinfusion.physiology.glucose import subject_names as _subject_names
@@ -113,6 +118,8 @@ CONTROLLERS: dict[str, Callable[[], Controller]] = {
     "basal-bolus": BasalBolus,
     "pid": pid_controller,  # PID with insulin feedback behind the safety supervisor
     "mpc": mpc_controller,  # linear MPC behind the safety supervisor
+    "oref": oref_controller,  # oref0 determine-basal behind the safety supervisor
+    "oref-smb": oref_smb_controller,  # oref1 with super-micro-boluses, same supervisor
 }
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from openinfusion.control.aid.base import AidController
 from openinfusion.control.aid.interface import Array, Command, Observation, Profile
 from openinfusion.control.aid.mpc import MpcController
+from openinfusion.control.aid.oref_controller import OrefController
 from openinfusion.control.aid.pid import PidIfbController
 from openinfusion.physiology.glucose import GlucosePatients
 
@@ -121,3 +122,13 @@ def pid_controller() -> TrialAid:
 def mpc_controller() -> TrialAid:
     """Factory for the trial: linear MPC (register as "mpc")."""
     return TrialAid("mpc", lambda pts, prof: MpcController())
+
+
+def oref_controller() -> TrialAid:
+    """Factory for the trial: oref determine-basal, temp basals only (register as "oref")."""
+    return TrialAid("oref", lambda pts, prof: OrefController())
+
+
+def oref_smb_controller() -> TrialAid:
+    """Factory for the trial: oref1 with super-micro-boluses (register as "oref-smb")."""
+    return TrialAid("oref-smb", lambda pts, prof: OrefController(smb=True))
