@@ -27,6 +27,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from openinfusion.security import PrivateKey, generate_private_key, save_public_key
 from tests.server._dashboard_feed import FeedPump, enrolment_token
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -71,6 +72,7 @@ class DashServer:
     data_dir: Path
     log_path: Path
     accounts: dict[str, dict[str, str]]
+    pharmacy_key: PrivateKey  # its public half is trusted by the server for libraries
     pumps: list[FeedPump] = field(default_factory=list)
     _tokens: dict[str, str] = field(default_factory=dict)
 
@@ -98,6 +100,17 @@ class DashServer:
         response.raise_for_status()
         return response.json()
 
+    def post_json(self, role: str, path: str, body: bytes) -> httpx.Response:
+        return httpx.post(
+            f"{self.base_url}{path}",
+            headers={
+                "Authorization": f"Bearer {self.token(role)}",
+                "Content-Type": "application/json",
+            },
+            content=body,
+            timeout=10,
+        )
+
     def pump(self, serial: str, kind: str, channels: int = 1) -> FeedPump:
         """A pump enrolled with a token issued by the biomedical engineer, and connected."""
         token = enrolment_token(self.base_url, self.token("biomed"))
@@ -114,6 +127,9 @@ def dash_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Da
     data_dir = root / "data"
     data_dir.mkdir(mode=0o700)
     os.chmod(data_dir, 0o700)
+    pharmacy_key = generate_private_key()
+    (data_dir / "pharmacy-keys").mkdir(mode=0o700)
+    save_public_key(pharmacy_key.public_key(), data_dir / "pharmacy-keys" / "pharmacy.pem")
     port = free_port()
     log_path = root / "server.log"
     with log_path.open("wb") as log:
@@ -139,7 +155,7 @@ def dash_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Da
             time.sleep(0.1)
         listed = json.loads((data_dir / "demo-credentials.json").read_text())
         accounts = {a["role"]: a for a in listed}
-        server = DashServer(base_url, data_dir, log_path, accounts)
+        server = DashServer(base_url, data_dir, log_path, accounts, pharmacy_key)
         yield server
         for pump in server.pumps:
             pump.close()

@@ -10,10 +10,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from openinfusion.library import Library, sign_library
+from openinfusion.library.signing import package_bytes
 from tests.server._dashboard_feed import FeedPump, channel
 from tests.server._dashboard_harness import (  # noqa: F401  (fixtures by name)
     ONLINE_WINDOW_S,
@@ -187,25 +188,36 @@ def test_home_patients_cgm_agp_and_chemotherapy_progress(
     screenshot(desktop, "home-patients-desktop")
 
 
-def test_library_page_lists_fleet_versions(
-    dash_server: DashServer, bed: FeedPump, desktop: Page
+def test_library_page_lists_fleet_and_published_versions(
+    dash_server: DashServer, bed: FeedPump, mini_library: Library, desktop: Page
 ) -> None:
+    signed_at = datetime(2026, 11, 1, tzinfo=UTC)
+    for version in ("2026.1.0", "2026.2.0"):
+        library = mini_library.model_copy(update={"version": version})
+        package = sign_library(library, dash_server.pharmacy_key, "A. Pharmacist", signed_at)
+        published = dash_server.post_json("pharmacist", "/api/libraries", package_bytes(package))
+        assert published.status_code == 201, published.text
     bed.status(
         [channel(1, "heparin", rate_ml_h=10, infused_ml=9, vtbi_left_ml=241)],
-        library_version="2026.12.1",
+        library_version="2026.2.0",
     )
     login(desktop, dash_server, "pharmacist")
     desktop.click("#nav a[data-page='library']")
-    row = desktop.locator("table.fleet-versions tr", has_text="2026.12.1")
-    expect(row).to_contain_text("ICU-BED-11")
-    served = httpx.get(
-        f"{dash_server.base_url}/api/libraries",
-        headers={"Authorization": f"Bearer {dash_server.token('pharmacist')}"},
+    expect(desktop.locator("table.fleet-versions tr", has_text="2026.2.0")).to_contain_text(
+        "ICU-BED-11"
     )
-    if served.status_code == 404:
-        expect(desktop.locator(".notice-na")).to_contain_text("Library versions: not available")
-    else:
-        expect(desktop.locator("table.libraries")).to_be_visible()
+    newer = desktop.locator("table.libraries tr[data-version='2026.2.0']")
+    expect(newer).to_contain_text("A. Pharmacist")
+    expect(newer.locator("td").nth(4)).to_have_text("1")  # on one pump
+    expect(desktop.locator("table.libraries tbody tr")).to_have_count(2)
+    # The server offers no diff between versions: the page says so rather than guessing.
+    desktop.select_option("select[name=from]", "2026.1.0")
+    desktop.select_option("select[name=to]", "2026.2.0")
+    desktop.click("form.diff-form button[type=submit]")
+    expect(desktop.locator(".notice-na")).to_have_text(
+        "Library diff: not available on this server."
+    )
+    screenshot(desktop, "library-desktop")
 
 
 def test_phone_layout_has_no_horizontal_scroll(

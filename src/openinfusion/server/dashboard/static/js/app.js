@@ -1,7 +1,7 @@
 // The single-page app: hash routes, the header (live state, sound, user), and keeping the
 // open page current from the event stream or the 5-s poll.
 
-import { logout, onSessionEnd, session } from "./api.js";
+import { logout, onSessionEnd, request, session } from "./api.js";
 import { h, replace } from "./dom.js";
 import { liveMode, startLive, stopLive } from "./events.js";
 import { dueBurst, playBurst, setSound, soundEnabled } from "./sound.js";
@@ -21,6 +21,7 @@ const userBox = document.getElementById("user");
 const logoutButton = document.getElementById("logout");
 
 let page = null; // {name, arg, root}
+let role = "";
 const soundState = { announced: new Set(), last: {} };
 
 function route() {
@@ -57,7 +58,7 @@ function navigate() {
 function updateHeader() {
   const s = session();
   document.body.classList.toggle("logged-out", !s);
-  userBox.textContent = s ? s.user : "";
+  userBox.textContent = s ? (role ? `${s.user} (${role})` : s.user) : "";
   const mode = liveMode();
   liveBadge.className = `live live-${mode}`;
   liveBadge.textContent =
@@ -93,6 +94,13 @@ function refreshSoon() {
 }
 
 function start() {
+  role = "";
+  request("/api/auth/me")
+    .then((me) => {
+      role = me && typeof me.role === "string" ? me.role : "";
+      updateHeader();
+    })
+    .catch(() => {});
   updateHeader();
   if (!location.hash) history.replaceState(null, "", "#/ward");
   navigate();

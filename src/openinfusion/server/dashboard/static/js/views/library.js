@@ -122,18 +122,20 @@ function draw(root) {
               h(
                 "table",
                 { class: "libraries" },
-                h("thead", {}, h("tr", {}, ["Version", "Signed by", "Signed", "Status"].map((t) => h("th", {}, t)))),
+                h("thead", {}, h("tr", {}, ["Version", "Name", "Signed by", "Published", "On pumps", "SHA-256"].map((t) => h("th", {}, t)))),
                 h(
                   "tbody",
                   {},
                   libs.map((lib) =>
                     h(
                       "tr",
-                      {},
+                      { dataset: { version: versionOf(lib) } },
                       h("td", {}, versionOf(lib)),
-                      h("td", {}, lib.signer || lib.signed_by || "—"),
-                      h("td", {}, dateTime(lib.signed_at || lib.created_at || lib.uploaded_at)),
-                      h("td", {}, lib.status || (lib.active ? "active" : "—")),
+                      h("td", {}, lib.name || "—"),
+                      h("td", {}, `${lib.signer || "—"}${lib.signed_at ? `, ${dateTime(lib.signed_at)}` : ""}`),
+                      h("td", {}, `${lib.published_by || "—"}${lib.published_at ? `, ${dateTime(lib.published_at)}` : ""}`),
+                      h("td", {}, String(store.pumps.filter((p) => p.library_version === versionOf(lib)).length)),
+                      h("td", { class: "digest", title: lib.sha256 || "" }, lib.sha256 ? `${String(lib.sha256).slice(0, 12)}…` : "—"),
                     ),
                   ),
                 ),
