@@ -416,3 +416,7 @@ def test_malformed_frame_closes_with_4400(ward: Ward) -> None:
     assert pump.ws is not None
     pump.ws.send("{not json")
     assert closed_code(pump) == 4400
+    pump.connect()
+    pump.send(pump.envelope("heartbeat", {}, seq=2**63))  # signed, but beyond storage
+    assert closed_code(pump) == 4400
+    assert ward.get_pump(pump.pump_id)["last_seq"] == 0

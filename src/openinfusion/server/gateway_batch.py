@@ -21,6 +21,8 @@ CLOSE_AUTH = 4401
 CLOSE_TIMEOUT = 4408
 CLOSE_CONFLICT = 4409
 CLOSE_REPLACED = 4000
+# Sequence numbers are stored as 64-bit integers by both databases.
+MAX_SEQ = 2**62
 
 
 @dataclass(slots=True)
@@ -41,6 +43,8 @@ def handle_batch(
         try:
             frame = parse_frame(text)
             envelope = verify_envelope(frame, pump_key, pump_id=pump_id)
+            if envelope.seq > MAX_SEQ:
+                raise FrameRejected("envelope.seq", envelope.seq, f"must be at most {MAX_SEQ}")
         except FrameRejected as exc:
             code = (
                 CLOSE_AUTH

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api/audit", tags=["audit"])
 
 @router.get("")
 def list_audit(
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     action: Annotated[str | None, Query(max_length=64)] = None,
     _p: Principal = Depends(require(Perm.AUDIT_READ)),

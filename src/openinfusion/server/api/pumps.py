@@ -66,7 +66,7 @@ def get_pump(
 @router.get("/{pump_id}/messages")
 def pump_messages(
     pump_id: PumpId,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     principal: Principal = Depends(require(Perm.MESSAGES_READ)),
     ctx: ServerContext = Depends(get_ctx),
