@@ -155,7 +155,8 @@ def test_session_status_heartbeat_events_and_acks(tmp_path: Path) -> None:
                 )
             )
             pump.advance_to(600.0)
-            await receiver.wait_for(lambda: outbox.pending_count() == 0 and link.connected)
+            top = outbox.next_seq - 1
+            await receiver.wait_for(lambda: outbox.acked_seq >= top and link.connected)
         rec = receiver.pumps["P-0001"]
         assert sorted(rec.stored) == list(range(1, rec.contiguous + 1))
         events = [f["body"]["kind"] for f in rec.of_type("event")]
@@ -558,5 +559,51 @@ def test_c07_replay_refused_after_a_real_pump_process_restart(tmp_path: Path) ->
         second = [r for r in _results(receiver) if r["command_id"] == frame["command_id"]][1]
         assert first["outcome"] == "accepted"
         assert second["outcome"] == "rejected" and "replay" in second["reason"]
+
+    _run(body)
+
+
+def test_f11_connections_cut_at_random_nothing_lost_nothing_twice(tmp_path: Path) -> None:
+    """F-11/I5 (network chaos): the link is cut (reset) at random moments, a dozen times,
+    while statuses, heartbeats, events and commands flow. Afterwards the server holds every
+    seq once, none changed, the outbox holds nothing the server has, and each command
+    was answered at most once."""
+    from tests.server._proxy import CuttingProxy
+
+    rng = random.Random(11)
+
+    async def body(receiver: Receiver) -> None:
+        proxy = CuttingProxy(receiver.port)
+        await proxy.start()
+        pump, outbox, link, _ = _pump(tmp_path, receiver, status_every_s=0.05,
+                                      heartbeat_every_s=0.08)  # fmt: skip
+        link.enrolment = outbox.pin_server(
+            "P-0001", b64encode(public_bytes(SERVER_KEY.public_key())), proxy.url
+        )
+        sent: list[str] = []
+        try:
+            async with _running(link):
+                for i in range(12):
+                    await asyncio.sleep(rng.uniform(0.05, 0.3))
+                    pump.advance_to(pump.device.t_s + 600.0)
+                    if "P-0001" in receiver.connections and i % 3 == 0:
+                        frame = _cmd("pause" if i % 2 == 0 else "stop")
+                        with contextlib.suppress(Exception):
+                            await receiver.send("P-0001", frame)
+                            sent.append(frame["command_id"])
+                    proxy.cut()
+                top = outbox.next_seq - 1
+                await receiver.wait_for(lambda: receiver.pumps["P-0001"].contiguous >= top, 20)
+                await receiver.wait_for(lambda: outbox.acked_seq >= top, 20)
+        finally:
+            await proxy.stop()
+        rec = receiver.pumps["P-0001"]
+        assert proxy.cuts >= 6
+        assert sorted(rec.stored) == list(range(1, max(rec.stored) + 1))
+        assert rec.tampered == 0
+        assert all(f["seq"] > top for f in outbox.pending())  # only what came after
+        answered = [r["command_id"] for r in _results(receiver)]
+        for command_id in sent:  # a command that reached the pump is answered exactly once
+            assert answered.count(command_id) <= 1
 
     _run(body)
