@@ -223,7 +223,12 @@ def test_library_page_lists_fleet_and_published_versions(
 def test_phone_layout_has_no_horizontal_scroll(
     dash_server: DashServer, bed: FeedPump, home: dict[str, FeedPump], phone: Page
 ) -> None:
+    long_name = "dextrose10%_potassiumchloride20mmol_magnesiumsulfate2g_per_L_premixed"  # one word
+    wide = dash_server.pump("ICU-BED-20", "syringe")
+    wide.status([channel(1, long_name, rate_ml_h=40, infused_ml=100, vtbi_left_ml=900)])
+    wide.alarm("air_in_line", "high", 1, message=long_name)
     login(phone, dash_server, "biomed")
+    expect(phone.locator(".drug", has_text=long_name)).to_be_visible()
     for route in ("ward", "alarms", "library", "remote", "pump"):
         path = f"pump/{bed.pump_id}" if route == "pump" else route
         phone.goto(f"{dash_server.base_url}/#/{path}")
