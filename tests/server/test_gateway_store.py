@@ -147,3 +147,126 @@ def test_migration_matches_models(db: Database) -> None:
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+_channel = st.fixed_dictionaries(
+    {},
+    optional={
+        "channel": st.integers(-2, 5) | st.text(max_size=3),
+        "state": _json,
+        "drug": _json,
+        "dose": _json,
+        "rate_ml_h": _json,
+        "volume_infused_ml": _json,
+        "dose_unit": _json,
+    },
+)
+_bodies = st.one_of(
+    st.dictionaries(st.text(max_size=12), _json, max_size=5),
+    st.fixed_dictionaries({"channels": st.lists(_channel, max_size=3) | _json}),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "state": _json,
+            "code": _json,
+            "channel": _json,
+            "priority": _json,
+            "kind": _json,
+            "data": _json,
+            "command_id": _json,
+            "outcome": _json,
+        },
+    ),
+)
+
+
+def test_any_signed_body_is_stored_without_breaking_derived_state(db: Database) -> None:
+    """Pump bodies are signed but still untrusted content: whatever they hold, the batch is
+    stored and acknowledged, and derivation never raises."""
+    from openinfusion.server.gateway_batch import handle_batch
+
+    class _Ctx:  # the parts of ServerContext the batch path uses
+        def __init__(self) -> None:
+            from openinfusion.server.events import LocalBus
+
+            self.db, self.bus = db, LocalBus()
+
+        def now(self) -> datetime:
+            return NOW
+
+        def audit(self, *args: object, **kw: object) -> None:
+            raise AssertionError("nothing here should be refused")
+
+    ctx = _Ctx()
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["status", "event", "alarm", "command_result", "heartbeat"]),
+                _bodies,
+            ),
+            min_size=1,
+            max_size=6,
+        )
+    )
+    def run(messages: list[tuple[str, dict]]) -> None:
+        pump_id, key = _pump(db)
+        texts = [
+            json.dumps(
+                build_envelope(key, type=kind, pump_id=pump_id, seq=i + 1, body=body, sent_at=NOW)
+            )
+            for i, (kind, body) in enumerate(messages)
+        ]
+        result = handle_batch(ctx, pump_id, key.public_key(), texts, "test")  # type: ignore[arg-type]
+        assert result.close_code is None and result.ack_seq == len(messages)
+        assert result.stored == len(messages)
+
+    run()
+
+
+@pytest.fixture(scope="module")
+def garbage_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path_factory.mktemp('garbage') / 'g.db'}")
+    upgrade_to_head(database.engine)
+    yield database
+    database.dispose()
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.text(max_size=200) | _json.map(json.dumps))
+def test_garbage_frames_are_refused_never_stored(garbage_db: Database, text: str) -> None:
+    """Whatever arrives instead of an envelope closes the connection as a bad frame or an
+    authentication failure, and stores nothing."""
+    from openinfusion.server.gateway_batch import CLOSE_AUTH, CLOSE_BAD_FRAME, handle_batch
+
+    db = garbage_db
+    audits: list[str] = []
+
+    class _Ctx:
+        def __init__(self) -> None:
+            from openinfusion.server.events import LocalBus
+
+            self.db, self.bus = db, LocalBus()
+
+        def now(self) -> datetime:
+            return NOW
+
+        def audit(self, _s: object, _actor: str, action: str, *_a: object, **_k: object) -> None:
+            audits.append(action)
+
+    pump_id, key = _pump(db)
+    result = handle_batch(_Ctx(), pump_id, key.public_key(), [text], "test")  # type: ignore[arg-type]
+    assert result.close_code in (CLOSE_BAD_FRAME, CLOSE_AUTH) and result.ack_seq is None
+    assert audits == ["gateway.frame_rejected"]
