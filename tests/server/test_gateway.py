@@ -13,8 +13,15 @@ from typing import Any
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
-from openinfusion.security import generate_private_key, verify_command
+from openinfusion.security import (
+    build_hello,
+    generate_private_key,
+    parse_frame,
+    verify_challenge,
+    verify_command,
+)
 from openinfusion.security.envelope import command_result_body
 from openinfusion.server.app import create_app
 from tests.server._server_support import (
@@ -174,6 +181,24 @@ def test_c02_handshake_with_wrong_key_or_unknown_pump_refused(ward: Ward) -> Non
     assert info.value.rcvd is not None and info.value.rcvd.code == 4401
     refused = ward.audit("gateway.handshake_refused")
     assert {a["object"] for a in refused} >= {f"pump:{pump.pump_id}", "pump:P-000000000000"}
+
+
+def test_c09_replayed_hello_refused(ward: Ward) -> None:
+    """A hello captured from one connection cannot open another: each challenge's nonce is
+    fresh and single use."""
+    pump = ward.pump(connect=False)
+    assert pump.server_key is not None
+    with connect(ward.server.ws_url) as ws:
+        challenge = verify_challenge(parse_frame(ws.recv(timeout=5)), pump.server_key)
+        captured = build_hello(pump.key, pump.pump_id, challenge.nonce, 0)
+        ws.send(json.dumps(captured))
+        parse_frame(ws.recv(timeout=5))  # welcome
+    with connect(ward.server.ws_url) as ws:
+        ws.recv(timeout=5)  # a new challenge
+        ws.send(json.dumps(captured))
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=5)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 4401
 
 
 def test_c12_clone_refused_same_key_reenrols(ward: Ward) -> None:
