@@ -264,3 +264,35 @@ def test_security_headers_on_every_dashboard_file(dash_server: DashServer) -> No
     assert re.search(r"\son[a-z]+=", page) is None, "inline event handler in index.html"
     assert httpx.get(f"{dash_server.base_url}/dashboard/../app.py").status_code == 404
     assert httpx.get(f"{dash_server.base_url}/dashboard/__init__.py").status_code == 404
+
+
+def test_audit_trail_shows_who_acknowledged_and_the_chain_verifies(
+    dash_server: DashServer, desktop: Page
+) -> None:
+    pump = dash_server.pump("ICU-BED-05", "syringe")
+    pump.status([channel(1, "insulin", rate_ml_h=2, infused_ml=3, vtbi_left_ml=47)])
+    pump.alarm("occlusion_downstream", "high", 1)
+    alarm = next(
+        a
+        for a in dash_server.get("nurse", "/api/alarms?active=true")
+        if a["pump_id"] == pump.pump_id
+    )
+    acked = httpx.post(
+        f"{dash_server.base_url}/api/alarms/{alarm['id']}/ack",
+        headers={"Authorization": f"Bearer {dash_server.token('physician')}"},
+    )
+    assert acked.status_code == 200, acked.text
+
+    login(desktop, dash_server, "nurse")
+    desktop.click("#nav a[data-page='audit']")
+    expect(desktop.locator(".notice-na")).to_contain_text("not permitted")
+    desktop.click("#logout")
+
+    login(desktop, dash_server, "admin")
+    desktop.click("#nav a[data-page='audit']")
+    desktop.fill("input[name=action]", "alarm.ack")
+    desktop.click("form button[type=submit]")
+    entry = desktop.locator("table.audit tbody tr", has_text=f"alarm:{alarm['id']}")
+    expect(entry).to_contain_text(dash_server.user("physician"))
+    desktop.click("#verify-chain")
+    expect(desktop.locator("#chain-check")).to_contain_text("Chain intact")

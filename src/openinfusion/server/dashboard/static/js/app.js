@@ -7,6 +7,7 @@ import { liveMode, startLive, stopLive } from "./events.js";
 import { dueBurst, playBurst, setSound, soundEnabled } from "./sound.js";
 import { refresh, store, subscribe } from "./store.js";
 import { refreshAlarms, renderAlarms } from "./views/alarms.js";
+import { renderAudit } from "./views/audit.js";
 import { renderLibrary } from "./views/library.js";
 import { renderLogin } from "./views/login.js";
 import { renderPump } from "./views/pump.js";
@@ -39,6 +40,9 @@ function draw(reason) {
   else if (name === "alarms") (reason === "store" ? refreshAlarms(root) : renderAlarms(root));
   else if (name === "library") renderLibrary(root, { reload: reason === "navigate" });
   else if (name === "remote") renderRemote(root, { fresh });
+  else if (name === "audit") {
+    if (reason === "navigate") renderAudit(root, { reload: true });
+  }
   else replace(root, h("p", { class: "notice notice-error" }, "No such page."), h("a", { href: "#/ward" }, "Go to the ward"));
 }
 
