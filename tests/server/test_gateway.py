@@ -4,6 +4,7 @@ commands and their results (C-17, C-24, C-26), and live events."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from tests.server._server_support import (
     login,
     make_settings,
     status_body,
+    wait_for,
 )
 
 
@@ -423,6 +425,25 @@ def test_security_alert_reaches_audit_readers_live(ward: Ward) -> None:
     alerts = [e for e in seen if e.get("type") == "security_alert"]
     assert alerts and alerts[0]["action"] == "enrolment.clone_refused"
     assert alerts[0]["object"] == f"pump:{pump.pump_id}"
+
+
+def test_c19_live_streams_per_account_are_capped(ward: Ward) -> None:
+    viewer = ward.user("monitor", "wall-screen")
+    with contextlib.ExitStack() as stack:
+        for _ in range(5):
+            resp = stack.enter_context(
+                httpx.stream("GET", f"{ward.server.url}/api/events", headers=viewer, timeout=10)
+            )
+            assert resp.status_code == 200
+        extra = ward.http.get("/api/events", headers=viewer)
+        assert extra.status_code == 429 and extra.json()["error"]["field"] == "events"
+
+    # closing a stream gives its place back (the server sees the disconnect)
+    def reopened() -> bool:
+        with httpx.stream("GET", f"{ward.server.url}/api/events", headers=viewer, timeout=10) as r:
+            return r.status_code == 200
+
+    wait_for(reopened, timeout=5)
 
 
 def test_many_envelopes_batched_all_stored_once(ward: Ward) -> None:

@@ -7,6 +7,7 @@ hub start with the application's lifespan.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -78,6 +79,7 @@ def create_app(settings: Settings, clock: Clock = utc_now) -> FastAPI:
     app.state.ctx = ctx
     app.state.hub = hub
     app.state.first_accounts = first_accounts
+    app.state.streams = Counter()  # open live-event streams per account
     install_handlers(app)
     app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
     for module in (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,12 +17,15 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from openinfusion.server.api.deps import Principal, bearer_token, get_ctx, require
+from openinfusion.server.api.errors import ApiError
 from openinfusion.server.context import ServerContext
 from openinfusion.server.permissions import Perm, allowed
 from openinfusion.server.tokens import resolve_token
 
 router = APIRouter(tags=["events"])
 KEEPALIVE_S = 15.0
+# C-19: live streams one account may hold open at once (per server process).
+MAX_STREAMS_PER_USER = 5
 
 
 def visible(principal: Principal, ev: dict[str, Any]) -> bool:
@@ -49,6 +53,15 @@ async def events(
     ctx: ServerContext = Depends(get_ctx),
 ) -> StreamingResponse:
     raw = bearer_token(request) or ""
+    streams: Counter[str] = request.app.state.streams
+    if streams[principal.username] >= MAX_STREAMS_PER_USER:
+        raise ApiError(
+            429,
+            "events",
+            principal.username,
+            f"at most {MAX_STREAMS_PER_USER} live streams per account",
+        )
+    streams[principal.username] += 1
     sub = ctx.bus.subscribe()
 
     async def stream() -> AsyncIterator[bytes]:
@@ -72,6 +85,7 @@ async def events(
                     yield f"data: {json.dumps(ev, separators=(',', ':'))}\n\n".encode()
         finally:
             ctx.bus.unsubscribe(sub)
+            streams[principal.username] -= 1
 
     return StreamingResponse(
         stream(),
