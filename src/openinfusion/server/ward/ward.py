@@ -203,6 +203,7 @@ class Ward:
         """Enrol, connect and run until stopped (or ``duration_s``); returns a summary."""
         await self.enrol_all()
         started = time.monotonic()
+        cpu_started = time.process_time()
         tasks = []
         for wp in self.pumps:
             tasks.append(asyncio.create_task(wp.link.run(self.stop)))
@@ -216,9 +217,11 @@ class Ward:
         finally:
             self.stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
-        return self.summary(time.monotonic() - started)
+        return self.summary(time.monotonic() - started, time.process_time() - cpu_started)
 
-    def summary(self, wall_s: float) -> dict[str, Any]:
+    def summary(self, wall_s: float, cpu_s: float = 0.0) -> dict[str, Any]:
+        """Per pump and for the ward; ``cpu_s`` is this process's CPU time while running
+        (after enrolment), so ``cpu_s / wall_s`` is the load the ward puts on one core."""
         pumps = []
         for wp in self.pumps:
             d = wp.pump.device
@@ -243,6 +246,8 @@ class Ward:
             "server": self.options.server_url,
             "pumps": pumps,
             "wall_s": wall_s,
+            "cpu_s": cpu_s,
+            "envelopes_sent": sum(p["envelopes_sent"] for p in pumps),
             "speed": self.options.speed,
             "mode": self.options.mode,
         }
