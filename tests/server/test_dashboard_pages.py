@@ -130,6 +130,7 @@ def test_pump_detail_charts_rate_and_volume(
     desktop.click(f".pump-card[data-pump-id='{bed.pump_id}']")
     expect(desktop.locator("h1")).to_contain_text("ICU-BED-11")
     expect(desktop.locator("svg.chart polyline.s-rate")).to_have_count(1)
+    expect(desktop.locator("svg.chart line.chart-marker")).to_have_count(0)  # no alarm on ch 1
     rate = points(desktop, "svg.chart polyline.s-rate")
     assert len(rate) == 2 * len(RATES) - 1  # drawn as steps
     heights = sorted({y for _, y in rate}, reverse=True)
@@ -145,6 +146,8 @@ def test_pump_detail_charts_rate_and_volume(
     expect(desktop.locator("button.tab[data-channel='2']")).to_have_attribute(
         "aria-selected", "true"
     )
+    # The VTBI-complete alarm of channel 2 marks both of its charts, in medium yellow.
+    expect(desktop.locator("svg.chart line.chart-marker.marker-medium")).to_have_count(2)
     channel_2 = points(desktop, "svg.chart polyline.s-rate")
     assert len(channel_2) == 2 * len(RATES) - 1
     assert len({y for _, y in channel_2}) == 1  # channel 2 ran at one rate

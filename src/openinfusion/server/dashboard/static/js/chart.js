@@ -56,9 +56,10 @@ function timeTicks(t0, t1, most) {
 /**
  * chart({title, unit, series: [{label, cls, points: [[t_ms, v], ...], step}],
  *        bands: [{cls, lower: [[t, v]], upper: [[t, v]]}], target: [lo, hi], xDomain, yMin,
- *        xLabel: (t) => text, xTicks: [t, ...]})
+ *        xLabel: (t) => text, xTicks: [t, ...], markers: [{t, cls, label}]})
+ * Markers are vertical lines at moments such as alarms.
  */
-export function chart({ title, unit, series = [], bands = [], target = null, xDomain = null, yMin = 0, yMax = null, xLabel = null, xTicks = null }) {
+export function chart({ title, unit, series = [], bands = [], target = null, xDomain = null, yMin = 0, yMax = null, xLabel = null, xTicks = null, markers = [] }) {
   const { W, H } = frame();
   const all = [
     ...series.flatMap((sr) => sr.points),
@@ -76,7 +77,8 @@ export function chart({ title, unit, series = [], bands = [], target = null, xDo
     figure.append(s("text", { x: W / 2, y: H / 2, class: "chart-empty", "text-anchor": "middle" }, "no data yet"));
     return figure;
   }
-  let [t0, t1] = xDomain || [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
+  const times = [...all.map((p) => p[0]), ...markers.map((m) => m.t).filter(Number.isFinite)];
+  let [t0, t1] = xDomain || [Math.min(...times), Math.max(...times)];
   if (t1 === t0) t1 = t0 + 60000;
   let lo = Math.min(yMin ?? Infinity, ...all.map((p) => p[1]));
   let hi = Math.max(...all.map((p) => p[1]), ...(target ? target : []));
@@ -129,6 +131,12 @@ export function chart({ title, unit, series = [], bands = [], target = null, xDo
     });
     if (pts.length === 1) coords.push(`${(x(pts[0][0]) + 2).toFixed(1)},${y(pts[0][1]).toFixed(1)}`);
     figure.append(s("polyline", { class: ["chart-line", sr.cls], points: coords.join(" ") }, s("title", {}, sr.label)));
+  }
+  for (const m of markers) {
+    if (!(m.t >= t0 && m.t <= t1)) continue;
+    figure.append(
+      s("line", { class: ["chart-marker", m.cls], x1: x(m.t), x2: x(m.t), y1: PAD.top, y2: H - PAD.bottom }, s("title", {}, m.label)),
+    );
   }
   const legend = s("g", { class: "chart-legend" });
   let lx = W - PAD.right;

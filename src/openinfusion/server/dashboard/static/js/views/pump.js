@@ -27,11 +27,19 @@ function messageTime(m) {
   return parseTime(m.sent_at) ?? parseTime(m.received_at);
 }
 
-/** [[t, rate], ...] and [[t, volume], ...] for one channel from status messages. */
+/** [[t, rate], ...] and [[t, volume], ...] for one channel from status messages, and the
+ * alarms raised on it (or on the whole pump) as chart markers. */
 export function history(messages, channel) {
   const rate = [];
   const volume = [];
+  const markers = [];
   for (const m of messages) {
+    const body = m.body || {};
+    if (m.type === "alarm" && (body.state || "raised") === "raised" && (body.channel === channel || body.channel === null || body.channel === undefined)) {
+      const t = messageTime(m);
+      const p = String(body.priority || "").toLowerCase();
+      if (t !== null) markers.push({ t, cls: `marker-${p}`, label: `${p} alarm: ${codeText(body.code)}` });
+    }
     if (m.type !== "status") continue;
     const t = messageTime(m);
     if (t === null) continue;
@@ -44,7 +52,7 @@ export function history(messages, channel) {
   }
   rate.sort((a, b) => a[0] - b[0]);
   volume.sort((a, b) => a[0] - b[0]);
-  return { rate, volume };
+  return { rate, volume, markers };
 }
 
 const MESSAGE_PAGE = 1000;
@@ -180,9 +188,10 @@ function render(root, pump) {
         : h(
             "div",
             { class: "charts" },
-            chart({ title: "Rate", unit: "mL/h", series: [{ label: "rate", cls: "s-rate", points: series.rate, step: true }] }),
-            chart({ title: "Volume infused", unit: "mL", series: [{ label: "volume", cls: "s-volume", points: series.volume }] }),
+            chart({ title: "Rate", unit: "mL/h", series: [{ label: "rate", cls: "s-rate", points: series.rate, step: true }], markers: series.markers }),
+            chart({ title: "Volume infused", unit: "mL", series: [{ label: "volume", cls: "s-volume", points: series.volume }], markers: series.markers }),
           ),
+    series.markers.length ? h("p", { class: "muted" }, "Dashed lines: alarms raised on this channel or the pump, coloured by priority.") : null,
     h("h2", {}, "Infusions on this pump"),
     view.infusions === undefined ? notice("info", "Loading…") : infusionTable(),
     h("h2", {}, "Active alarms"),
