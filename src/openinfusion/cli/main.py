@@ -7,6 +7,7 @@ import typer
 from openinfusion import __version__
 from openinfusion.cli import (
     aid_cmd,
+    demo_cmd,
     dose_cmd,
     library_cmd,
     mipd_cmd,
@@ -37,6 +38,7 @@ app.command("patient")(dose_cmd.patient_command)
 app.command("serve")(server_cmd.serve_command)
 app.add_typer(server_cmd.audit_app, name="audit")
 app.command("ward")(ward_cmd.ward_command)
+app.command("demo")(demo_cmd.demo_command)
 
 
 @app.command("tour")
@@ -55,3 +57,7 @@ def version_cmd(json_out: bool = JsonOption) -> None:
 def run() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    run()
