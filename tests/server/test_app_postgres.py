@@ -152,3 +152,62 @@ def test_two_processes_share_events_commands_and_one_audit_chain(
     finally:
         for p in procs:
             p.stop()
+
+
+def test_postgres_store_takes_64_bit_seqs_and_matches_the_models(pg_url: str) -> None:
+    """The migrated PostgreSQL schema equals the models, and a pump seq past 2**31 is
+    stored (the gateway accepts seqs up to 2**62)."""
+    from datetime import UTC, datetime
+
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from openinfusion.security import build_envelope, generate_private_key
+    from openinfusion.server.db import Database
+    from openinfusion.server.events import LocalBus
+    from openinfusion.server.gateway_batch import handle_batch
+    from openinfusion.server.migrate import upgrade_to_head
+    from openinfusion.server.models import Base, Pump
+
+    db = Database(pg_url)
+    try:
+        upgrade_to_head(db.engine)
+        with db.engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        now = datetime.now(UTC)
+        key = generate_private_key()
+        with db.write() as s:
+            s.add(
+                Pump(
+                    id="P-bigseq",
+                    serial="SN-BIG",
+                    model="M",
+                    kind="lvp",
+                    channel_count=1,
+                    unit=None,
+                    public_key="-",
+                    key_id="0" * 16,
+                    enrolled_at=now,
+                    last_seq=0,
+                    gaps=[],
+                )
+            )
+
+        class _Ctx:
+            def __init__(self) -> None:
+                self.db, self.bus = db, LocalBus()
+
+            def now(self) -> datetime:
+                return now
+
+        big = 2**40
+        frame = build_envelope(
+            key, type="heartbeat", pump_id="P-bigseq", seq=big, body={}, sent_at=now
+        )
+        result = handle_batch(_Ctx(), "P-bigseq", key.public_key(), [json.dumps(frame)], "t")
+        assert result.ack_seq == big and result.close_code is None
+        with db.read() as s:
+            pump = s.get(Pump, "P-bigseq")
+            assert pump is not None and pump.last_seq == big and pump.gaps == [[1, big - 1]]
+    finally:
+        db.dispose()

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -19,6 +20,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Pump sequence numbers (and the message ids that grow with them) need 64 bits. SQLite's
+# INTEGER already is; the variant keeps the rowid primary key there.
+BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -100,7 +105,7 @@ class Pump(Base):
     key_id: Mapped[str] = mapped_column(String(16))
     enrolled_at: Mapped[datetime]
     last_seen: Mapped[datetime | None]
-    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    last_seq: Mapped[int] = mapped_column(BIGINT, default=0)
     gaps: Mapped[list[Any]] = mapped_column(JSON, default=list)
     library_version: Mapped[str | None] = mapped_column(String(64))
     power: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -109,9 +114,9 @@ class Pump(Base):
 class PumpMessage(Base):
     __tablename__ = "pump_messages"
     __table_args__ = (UniqueConstraint("pump_id", "seq", name="uq_pump_messages_pump_seq"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BIGINT, primary_key=True)
     pump_id: Mapped[str] = mapped_column(ForeignKey("pumps.id"))
-    seq: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(BIGINT)
     type: Mapped[str] = mapped_column(String(32))
     sent_at: Mapped[str] = mapped_column(String(40))
     received_at: Mapped[datetime]
@@ -134,7 +139,7 @@ class Channel(Base):
     time_remaining_min: Mapped[float | None] = mapped_column(Float)
     infusion_id: Mapped[int | None] = mapped_column(ForeignKey("infusions.id"))
     updated_at: Mapped[datetime]
-    updated_seq: Mapped[int] = mapped_column(Integer)
+    updated_seq: Mapped[int] = mapped_column(BIGINT)
 
 
 class Infusion(Base):
@@ -150,7 +155,7 @@ class Infusion(Base):
     dose_delivered: Mapped[float | None] = mapped_column(Float)
     dose_delivered_unit: Mapped[str | None] = mapped_column(String(32))
     started_at: Mapped[datetime]
-    started_seq: Mapped[int] = mapped_column(Integer)
+    started_seq: Mapped[int] = mapped_column(BIGINT)
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(40))
 
@@ -164,9 +169,9 @@ class Alarm(Base):
     priority: Mapped[str] = mapped_column(String(16))
     message: Mapped[str | None] = mapped_column(Text)
     raised_at: Mapped[datetime]
-    raised_seq: Mapped[int] = mapped_column(Integer)
+    raised_seq: Mapped[int] = mapped_column(BIGINT)
     cleared_at: Mapped[datetime | None]
-    cleared_seq: Mapped[int | None] = mapped_column(Integer)
+    cleared_seq: Mapped[int | None] = mapped_column(BIGINT)
     acknowledged_at: Mapped[datetime | None]
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
 
@@ -185,7 +190,7 @@ class Command(Base):
     status: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(Text)
     result_at: Mapped[datetime | None]
-    result_seq: Mapped[int | None] = mapped_column(Integer)
+    result_seq: Mapped[int | None] = mapped_column(BIGINT)
     delivered_at: Mapped[datetime | None]
     envelope: Mapped[dict[str, Any]] = mapped_column(JSON)
 
