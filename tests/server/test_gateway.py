@@ -457,6 +457,37 @@ def test_many_envelopes_batched_all_stored_once(ward: Ward) -> None:
     pump.close()
 
 
+def test_many_pumps_at_once_all_stored_while_the_api_is_used(ward: Ward) -> None:
+    """Concurrent connections each storing batches (SQLite: writers queue on IMMEDIATE
+    transactions) while dashboards read and clinicians write: nothing fails or is lost."""
+    pumps = [ward.pump() for _ in range(12)]
+    errors: list[BaseException] = []
+
+    def stream(p: TestPump) -> None:
+        try:
+            for _ in range(4):
+                p.send(*(p.envelope("status", status_body(volume=float(i))) for i in range(25)))
+                p.wait_ack(p.seq, timeout=30)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=stream, args=(p,)) for p in pumps]
+    for t in threads:
+        t.start()
+    for _ in range(10):  # readers and audited writers in between
+        assert ward.http.get("/api/pumps", headers=ward.h["monitor"]).status_code == 200
+        assert ward.http.post("/api/enrolment-tokens", headers=ward.h["biomed"]).status_code == 201
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    for p in pumps:
+        view = ward.get_pump(p.pump_id)
+        assert view["last_seq"] == 100 and view["gaps"] == []
+        p.close()
+    verify = ward.http.get("/api/audit/verify", headers=ward.h["admin"]).json()
+    assert verify["ok"] is True
+
+
 def test_malformed_frame_closes_with_4400(ward: Ward) -> None:
     pump = ward.pump()
     assert pump.ws is not None
