@@ -256,6 +256,7 @@ def test_security_headers_on_every_dashboard_file(dash_server: DashServer) -> No
         assert directives["script-src"] == ["'self'"], csp  # no inline script, no eval
         assert directives["default-src"] == ["'none'"]
         assert directives["frame-ancestors"] == ["'none'"]
+        assert directives["require-trusted-types-for"] == ["'script'"]  # no HTML strings
         assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["referrer-policy"] == "no-referrer"

@@ -1,7 +1,8 @@
 """Serve the dashboard's files with a strict Content-Security-Policy.
 
 The policy allows scripts, styles and images from this server only: no inline script, no
-inline event handler attributes, no ``eval`` (CSP Level 3, W3C), and no framing
+inline event handler attributes, no ``eval`` (CSP Level 3, W3C), no HTML strings written into
+the page (Trusted Types), and no framing
 (``frame-ancestors 'none'`` against click-jacking). Clinical text reaches the page through
 ``textContent`` only (see ``static/js/dom.js``), so the policy is a second wall, not the
 first.
@@ -27,6 +28,11 @@ CONTENT_SECURITY_POLICY: Final = "; ".join(
         "base-uri 'none'",
         "form-action 'self'",
         "frame-ancestors 'none'",
+        # Trusted Types (W3C): the browser itself refuses any HTML string written into the
+        # page (innerHTML, insertAdjacentHTML, document.write), so a slip in a future edit
+        # fails loudly instead of opening C-14 again.
+        "require-trusted-types-for 'script'",
+        "trusted-types 'none'",
     )
 )
 
