@@ -120,7 +120,9 @@ class Pump:
 
     async def connect(self, ws_url: str) -> None:
         assert self.server_key is not None
-        self.ws = await connect(ws_url, open_timeout=60, max_size=1 << 20, ping_interval=None)
+        self.ws = await connect(
+            ws_url, open_timeout=60, max_size=1 << 20, ping_interval=None, compression=None
+        )
         challenge = verify_challenge(parse_frame(await self.ws.recv()), self.server_key)
         await self.ws.send(json.dumps(build_hello(self.key, self.pump_id, challenge.nonce, 0)))
         verify_welcome(parse_frame(await self.ws.recv()), self.server_key, self.pump_id)
@@ -309,6 +311,8 @@ def main() -> None:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("the server did not start")
                 time.sleep(0.2)
+            if os.environ.get("INGEST_SERVER_PID_FILE"):  # lets a profiler attach
+                Path(os.environ["INGEST_SERVER_PID_FILE"]).write_text(str(server.pid))
             result = asyncio.run(_run(args, url, data / "demo-credentials.json"))
         finally:
             server.terminate()

@@ -1,8 +1,10 @@
 """The pump gateway: WebSocket ``/api/gateway/ws`` (docs/pump-protocol.md, server side).
 
 Challenge → hello → welcome, then envelopes. A reader task queues incoming text frames;
-the connection loop takes everything queued (up to ``gateway_batch_max``) and stores it in
-one transaction, then sends one signed ack for the batch — only after the commit. Commands
+the connection loop takes everything queued (up to ``gateway_batch_max``), verifies it, and
+hands it to the :class:`GroupCommitter`, which stores the batches of all connections that are
+waiting in one transaction; each connection then sends one signed ack for its batch — only
+after the commit. Commands
 reach the pump through :class:`GatewayHub`, which listens on the event bus, so a command
 issued on any server process is delivered by the process holding the pump's socket.
 """
@@ -36,8 +38,9 @@ from openinfusion.server.gateway_batch import (
     CLOSE_BAD_FRAME,
     CLOSE_REPLACED,
     CLOSE_TIMEOUT,
-    handle_batch,
+    verify_frames,
 )
+from openinfusion.server.group_commit import GroupCommitter
 from openinfusion.server.models import Command, Pump
 
 log = logging.getLogger(__name__)
@@ -67,9 +70,11 @@ class GatewayHub:
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self.links: dict[str, PumpLink] = {}
+        self.committer = GroupCommitter(ctx)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self.committer.start()
         self._task = asyncio.create_task(self._deliver_commands())
 
     async def stop(self) -> None:
@@ -77,6 +82,7 @@ class GatewayHub:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await asyncio.to_thread(self.committer.stop)
 
     async def attach(self, link: PumpLink) -> None:
         old = self.links.get(link.pump_id)
@@ -159,7 +165,7 @@ async def gateway_ws(ws: WebSocket) -> None:
     link = PumpLink(ws, pump_id)
     await hub.attach(link)
     try:
-        await _serve(ctx, link, address)
+        await _serve(ctx, hub.committer, link, address)
     finally:
         hub.detach(link)
 
@@ -191,7 +197,9 @@ async def _handshake(
     return claimed
 
 
-async def _serve(ctx: ServerContext, link: PumpLink, address: str) -> None:
+async def _serve(
+    ctx: ServerContext, committer: GroupCommitter, link: PumpLink, address: str
+) -> None:
     found = await asyncio.to_thread(_load_pump, ctx, link.pump_id)
     if found is None:
         await link.close(CLOSE_AUTH, "pump no longer enrolled")
@@ -228,7 +236,8 @@ async def _serve(ctx: ServerContext, link: PumpLink, address: str) -> None:
                     ended = True
                     break
                 texts.append(nxt)
-            result = await asyncio.to_thread(handle_batch, ctx, link.pump_id, key, texts, address)
+            verified = await asyncio.to_thread(verify_frames, link.pump_id, key, texts)
+            result = await committer.submit(link.pump_id, verified, address)
             if result.ack_seq is not None and not ended:
                 await link.send(build_ack(ctx.server_key, link.pump_id, result.ack_seq))
             if result.close_code is not None:

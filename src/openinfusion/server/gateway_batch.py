@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from openinfusion.security import FrameRejected, PublicKey, parse_frame, verify_envelope
 from openinfusion.server.context import ServerContext
 from openinfusion.server.store import Incoming, store_batch
@@ -34,11 +36,17 @@ class BatchResult:
     close_reason: str = ""
 
 
-def handle_batch(
-    ctx: ServerContext, pump_id: str, pump_key: PublicKey, texts: list[str], address: str
-) -> BatchResult:
-    items: list[Incoming] = []
+@dataclass(slots=True)
+class Verified:
+    """The frames of one batch that passed the checks, and the first refusal, if any."""
+
+    items: list[Incoming]
     rejected: tuple[int, str, dict[str, Any]] | None = None
+
+
+def verify_frames(pump_id: str, pump_key: PublicKey, texts: list[str]) -> Verified:
+    """Parse and verify ``texts`` in order, stopping at the first frame that fails."""
+    items: list[Incoming] = []
     for text in texts:
         try:
             frame = parse_frame(text)
@@ -51,49 +59,65 @@ def handle_batch(
                 if "sig" in exc.field or "pump_id" in exc.field or ("key_id" in exc.field)
                 else CLOSE_BAD_FRAME
             )
-            rejected = (code, exc.message, exc.as_dict())
-            break
+            return Verified(items, (code, exc.message, exc.as_dict()))
         items.append(Incoming(frame, envelope))
-    now = ctx.now()
+    return Verified(items)
+
+
+def handle_batch(
+    ctx: ServerContext, pump_id: str, pump_key: PublicKey, texts: list[str], address: str
+) -> BatchResult:
+    """Verify and store one batch in its own transaction."""
+    verified = verify_frames(pump_id, pump_key, texts)
     with ctx.db.write() as session:
-        outcome = store_batch(session, pump_id, items, now)
-        unit = outcome.unit
-        if outcome.conflict_seq is not None:
-            rejected = (
-                CLOSE_CONFLICT,
-                f"seq {outcome.conflict_seq} differs from the stored envelope",
-                {"seq": outcome.conflict_seq},
-            )
-            ctx.audit(
-                session,
-                f"pump:{pump_id}",
-                "gateway.conflicting_replay",
-                f"pump:{pump_id}",
-                seq=outcome.conflict_seq,
-                address=address,
-            )
-        elif rejected is not None:
-            ctx.audit(
-                session,
-                f"pump:{pump_id}",
-                "gateway.frame_rejected",
-                f"pump:{pump_id}",
-                address=address,
-                error=rejected[2],
-            )
-        if outcome.stored:
-            ctx.bus.publish(
-                session,
-                {
-                    "type": "pump_update",
-                    "pump_id": pump_id,
-                    "unit": unit,
-                    "last_seq": outcome.last_seq,
-                    "stored": outcome.stored,
-                },
-            )
-        for ev in outcome.events:
-            ctx.bus.publish(session, dict(ev, unit=unit))
+        return store_verified(ctx, session, pump_id, verified, address)
+
+
+def store_verified(
+    ctx: ServerContext, session: Session, pump_id: str, verified: Verified, address: str
+) -> BatchResult:
+    """Store a verified batch, audit a refusal and publish the updates, all inside the
+    caller's transaction (the ack may be sent only after it commits)."""
+    rejected = verified.rejected
+    now = ctx.now()
+    outcome = store_batch(session, pump_id, verified.items, now)
+    unit = outcome.unit
+    if outcome.conflict_seq is not None:
+        rejected = (
+            CLOSE_CONFLICT,
+            f"seq {outcome.conflict_seq} differs from the stored envelope",
+            {"seq": outcome.conflict_seq},
+        )
+        ctx.audit(
+            session,
+            f"pump:{pump_id}",
+            "gateway.conflicting_replay",
+            f"pump:{pump_id}",
+            seq=outcome.conflict_seq,
+            address=address,
+        )
+    elif rejected is not None:
+        ctx.audit(
+            session,
+            f"pump:{pump_id}",
+            "gateway.frame_rejected",
+            f"pump:{pump_id}",
+            address=address,
+            error=rejected[2],
+        )
+    if outcome.stored:
+        ctx.bus.publish(
+            session,
+            {
+                "type": "pump_update",
+                "pump_id": pump_id,
+                "unit": unit,
+                "last_seq": outcome.last_seq,
+                "stored": outcome.stored,
+            },
+        )
+    for ev in outcome.events:
+        ctx.bus.publish(session, dict(ev, unit=unit))
     result = BatchResult(outcome.ack_seq, outcome.stored, outcome.duplicates)
     if rejected is not None:
         result.close_code, result.close_reason = rejected[0], rejected[1][:120]
