@@ -1,0 +1,711 @@
+"""oref0 ``determine-basal`` for N cases at once, with NumPy across the cases.
+
+The batch twin of :func:`~openinfusion.control.aid.oref.determine_basal`: the same stages
+(unusable CGM, pump-history checks, targets and sensitivity, carb model, the four curves,
+the blend, carbs required, the dosing rules, micro-bolus sizing, the set-temp rule and pump
+rounding), each a handful of array operations, the rules' branches as boolean masks. Every
+number is the double the scalar function gives on the same case: the arithmetic keeps its
+order of operations and its JavaScript rounding (:mod:`._vec`).
+
+Cases the arrays do not express (see :mod:`.batch_inputs`), and cases whose prediction
+inputs are not all finite numbers (the reference's error and NaN paths), are decided by
+the scalar function, counted in :attr:`BatchResult.fallback_count`, and their numbers put
+in the same arrays. The ``reason`` text is not built in the batch: :meth:`BatchResult.
+decision` materialises one case's full result on demand, numbers from the arrays and the
+text from the scalar function run on that case.
+
+Units: glucose mg/dL (the display fields in mmol/L when the profile asks, see ``mmol``),
+insulin U, rates U/h, durations min, carbs g, times ms since the epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from openinfusion.control.aid.oref._js import iso_string, jround, js_str, to_fixed
+from openinfusion.control.aid.oref._vec import (
+    BoolArray,
+    FloatArray,
+    first_true,
+    py_min,
+    round_basal,
+    round_to,
+    trailing_run,
+    truthy,
+)
+from openinfusion.control.aid.oref._vec import jround as vround
+from openinfusion.control.aid.oref.batch_inputs import BatchInputs
+from openinfusion.control.aid.oref.batch_predict import blend_batch, predict_batch
+from openinfusion.control.aid.oref.determine import determine_basal
+from openinfusion.control.aid.oref.predict import POINTS
+
+_STEPS_2H = 24  # 5-min steps to bring BG to target in 2 h
+_NORMAL_TARGET = 100.0
+_MINUTES_NO_LOW = 240
+
+
+class Branch(IntEnum):
+    """Which rule decided (the last step the reference took)."""
+
+    FALLBACK = 0  # the scalar function decided
+    CGM_REPLACE_HIGH_TEMP = 1  # unusable CGM: a high temp becomes scheduled basal
+    CGM_SHORTEN_ZERO_TEMP = 2  # unusable CGM: a long zero temp is cut to 30 min
+    CGM_NOTHING = 3  # unusable CGM: the running temp is left
+    TEMP_RATE_MISMATCH = 4  # running temp differs from pump history: cancel
+    TEMP_ENDED = 5  # history says the temp ended: cancel
+    LOW_SUSPEND = 6  # BG or minGuardBG below threshold: zero temp
+    SKIP_NEUTRAL_CANCEL = 7  # skip_neutral_temps near the hour: cancel
+    EVENTUAL_LOW_NAIVE_40 = 8  # rising, but naive eventual BG < 40: zero temp
+    EVENTUAL_LOW_RISING = 9  # eventual BG low but rising faster than expected: neutral
+    LOW_TEMP_LOT_LESS = 10  # low temp: running temp far above what is needed
+    LOW_TEMP_KEPT = 11  # low temp: running temp already low enough
+    LOW_TEMP = 12  # low (or zero) temp
+    FALLING = 13  # eventual BG fine, falling faster than expected: neutral
+    IN_RANGE = 14  # in range: neutral
+    ABOVE_MAX_IOB = 15  # IOB above max_iob: neutral
+    MICRO_BOLUS_TEMP = 16  # SMB with its zero/low temp
+    HIGH_TEMP_SCHEDULED = 17  # running temp already delivers 2 x insulinReq
+    HIGH_TEMP_NO_TEMP = 18  # high temp, none running
+    HIGH_TEMP_KEPT = 19  # running temp already at or above the required rate
+    HIGH_TEMP = 20  # high temp
+
+
+_EARLY = (
+    Branch.CGM_REPLACE_HIGH_TEMP,
+    Branch.CGM_SHORTEN_ZERO_TEMP,
+    Branch.CGM_NOTHING,
+    Branch.TEMP_RATE_MISMATCH,
+    Branch.TEMP_ENDED,
+)
+CURVES = ("IOB", "ZT", "COB", "UAM")
+# Result fields held as numbers, and the BatchResult array of each.
+NUMERIC_FIELDS = {
+    "rate": "rate",
+    "duration": "duration",
+    "units": "units",
+    "eventualBG": "eventual_bg",
+    "insulinReq": "insulin_req",
+    "COB": "cob",
+    "IOB": "iob",
+    "BGI": "bgi",
+    "deviation": "deviation",
+    "ISF": "isf",
+    "CR": "cr",
+    "target_bg": "target_bg",
+    "sensitivityRatio": "sensitivity_ratio",
+    "carbsReq": "carbs_req",
+}
+_TEXT_FIELDS = ("BGI", "deviation", "ISF", "target_bg")  # text with mmol/L output
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """The numeric outputs of N decisions, each (N,) with NaN where the field is absent
+    (``present[field]`` says which are there), the displayed curves (N, 48) with their
+    lengths (0 when absent), the deciding :class:`Branch`, and the fallback cases."""
+
+    inputs: BatchInputs
+    branch: NDArray[np.int8]
+    values: dict[str, FloatArray]
+    present: dict[str, BoolArray]
+    curves: dict[str, FloatArray]
+    curve_len: dict[str, NDArray[np.intp]]
+    fallback: BoolArray
+    scalar: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def fallback_count(self) -> int:
+        """How many cases the scalar function decided."""
+        return int(self.fallback.sum())
+
+    def __getattr__(self, name: str) -> FloatArray:
+        values = object.__getattribute__(self, "values")
+        if name in values:
+            return values[name]  # type: ignore[no-any-return]
+        raise AttributeError(name)
+
+    def pred_bgs(self, i: int) -> dict[str, list[float]]:
+        """Case i's ``predBGs`` (whole mg/dL, as displayed)."""
+        return {
+            name: self.curves[name][i, : self.curve_len[name][i]].tolist()
+            for name in CURVES
+            if self.curve_len[name][i] > 0
+        }
+
+    def decision(self, i: int) -> dict[str, Any]:
+        """Case i's full result, as the scalar function returns it: numbers from the batch,
+        the ``reason`` text from the scalar function run on the same case."""
+        if self.fallback[i]:
+            return dict(self.scalar[i])
+        text = determine_basal(*self.inputs.scalar_case(i)).get("reason")
+        branch = Branch(int(self.branch[i]))
+        out: dict[str, Any] = {}
+        floats = self.inputs.floats
+        deliver_at = iso_string(float(floats["now_ms"][i]))
+        if branch == Branch.CGM_NOTHING:
+            return {"reason": text}
+        if branch in (Branch.CGM_REPLACE_HIGH_TEMP, Branch.CGM_SHORTEN_ZERO_TEMP):
+            out = {"reason": text, "deliverAt": deliver_at, "temp": "absolute"}
+        elif branch in _EARLY:
+            out = {"temp": "absolute", "deliverAt": deliver_at, "reason": text}
+        else:
+            delta = float(floats["delta"][i])
+            out = {
+                "temp": "absolute",
+                "bg": float(floats["bg"][i]),
+                "tick": "+" + js_str(jround(delta)) if delta > -0.5 else jround(delta),
+                "reservoir": self.inputs.reservoir[i],
+                "deliverAt": deliver_at,
+                "predBGs": self.pred_bgs(i),
+                "reason": text,
+            }
+        mmol = bool(self.inputs.flags["mmol"][i])
+        for key, name in NUMERIC_FIELDS.items():
+            if self.present[name][i]:
+                value = float(self.values[name][i])
+                out[key] = to_fixed(value, 1) if mmol and key in _TEXT_FIELDS else value
+        return out
+
+
+def _set_temp(
+    mask: BoolArray,
+    rate_u_h: FloatArray,
+    duration_min: FloatArray,
+    f: dict[str, FloatArray],
+    skip_neutral: BoolArray,
+    out_rate: FloatArray,
+    out_duration: FloatArray,
+    has_rate: BoolArray,
+) -> None:
+    """The reference's ``setTempBasal`` for the cases in ``mask``: clamp to [0, max safe
+    basal], round for the pump, keep a running temp within ±20 %, handle neutral temps."""
+    cap = np.minimum(
+        np.minimum(f["max_basal"], f["daily_multiplier"] * f["max_daily_basal"]),
+        f["current_multiplier"] * f["current_basal"],
+    )
+    rate = np.where(rate_u_h < 0, 0.0, np.where(rate_u_h > cap, cap, rate_u_h))
+    suggested = round_basal(rate, f["per_unit"])
+    running_min, running_rate = f["temp_min"], f["temp_rate"]
+    keep = (
+        (running_min > duration_min - 10)
+        & (running_min <= 120)
+        & (suggested <= running_rate * 1.2)
+        & (suggested >= running_rate * 0.8)
+        & (duration_min > 0)
+    )
+    neutral_skip = ~keep & (suggested == f["current_basal"]) & skip_neutral
+    cancel = mask & neutral_skip & (running_min > 0)
+    setting = mask & ~keep & ~neutral_skip
+    out_rate[setting] = suggested[setting]
+    out_duration[setting] = duration_min[setting]
+    out_rate[cancel] = 0.0
+    out_duration[cancel] = 0.0
+    has_rate |= setting | cancel
+
+
+def _display(values: FloatArray, mmol: BoolArray) -> FloatArray:
+    """The reference's ``convert_bg`` as a number: whole mg/dL, or mmol/L to 0.1."""
+    out: FloatArray = np.where(mmol, round_to(values / 18, 1), round_to(values))
+    return out
+
+
+def _clip_round(curve: FloatArray) -> FloatArray:
+    """Displayed points: whole mg/dL within 39-401 (NaN stays NaN)."""
+    out: FloatArray = np.where(
+        curve < 39, 39.0, np.where(curve > 401, 401.0, np.floor(curve + 0.5))
+    )
+    return out
+
+
+def determine_basal_batch(inputs: BatchInputs) -> BatchResult:
+    """All N decisions of ``inputs`` (see the module docstring)."""
+    with np.errstate(all="ignore"):
+        return _decide(inputs)
+
+
+def _decide(inputs: BatchInputs) -> BatchResult:
+    f, g = inputs.floats, inputs.flags
+    n = inputs.n
+    now = f["now_ms"]
+    current_basal = f["current_basal"]
+    per_unit = f["per_unit"]
+    basal0 = round_basal(current_basal, per_unit)
+    bg, delta = f["bg"], f["delta"]
+    short_avg, long_avg = f["short_avg"], f["long_avg"]
+    temp_rate, temp_min = f["temp_rate"], f["temp_min"]
+    min_delta = np.minimum(delta, short_avg)
+    min_avg_delta = np.minimum(short_avg, long_avg)
+    max_delta = np.maximum(np.maximum(delta, short_avg), long_avg)
+    branch = np.zeros(n, dtype=np.int8)
+    out_rate = np.full(n, np.nan)
+    out_duration = np.full(n, np.nan)
+    has_rate = np.zeros(n, dtype=bool)
+    fallback = g["fallback"] | ~np.isfinite(now)
+
+    # --- Unusable CGM.
+    min_ago = round_to((now - f["bg_time_ms"]) / 60 / 1000, 1)
+    error_code = (bg <= 10) | (bg == 38) | (f["noise"] >= 3)
+    out_of_time = (min_ago > 12) | (min_ago < -5)
+    too_flat = (
+        (bg > 60)
+        & (delta == 0)
+        & (short_avg > -1)
+        & (short_avg < 1)
+        & (long_avg > -1)
+        & (long_avg < 1)
+        & ~g["fake_cgm"]
+    )
+    unusable = ~fallback & (error_code | out_of_time | too_flat)
+    cgm_high = unusable & (temp_rate > basal0)
+    cgm_zero = unusable & ~cgm_high & (temp_rate == 0) & (temp_min > 30)
+    branch[cgm_high] = Branch.CGM_REPLACE_HIGH_TEMP
+    branch[cgm_zero] = Branch.CGM_SHORTEN_ZERO_TEMP
+    branch[unusable & ~cgm_high & ~cgm_zero] = Branch.CGM_NOTHING
+    out_rate[cgm_high] = basal0[cgm_high]
+    out_rate[cgm_zero] = 0.0
+    out_duration[cgm_high | cgm_zero] = 30.0
+    has_rate |= cgm_high | cgm_zero
+    live = ~fallback & ~unusable
+
+    # --- Targets and sensitivity.
+    min_bg, max_bg = f["min_bg"], f["max_bg"]
+    target_bg = (min_bg + max_bg) / 2
+    temp_target = g["temp_target"]
+    by_temp_target = (g["raises_sensitivity"] & temp_target & (target_bg > _NORMAL_TARGET)) | (
+        g["lowers_sensitivity"] & temp_target & (target_bg < _NORMAL_TARGET)
+    )
+    autosens_max = f["autosens_max"]
+    c = f["half_basal_target"] - _NORMAL_TARGET
+    tt_ratio = np.where(
+        c * (c + target_bg - _NORMAL_TARGET) <= 0.0,
+        autosens_max,
+        c / (c + target_bg - _NORMAL_TARGET),
+    )
+    tt_ratio = round_to(np.minimum(tt_ratio, autosens_max), 2)
+    has_autosens = g["has_autosens"]
+    as_ratio = f["autosens_ratio"]
+    ratio = np.where(by_temp_target, tt_ratio, np.where(has_autosens, as_ratio, np.nan))
+    has_ratio = by_temp_target | has_autosens
+    basal = np.where(truthy(ratio), round_basal(current_basal * ratio, per_unit), basal0)
+    moved = (
+        ~temp_target
+        & has_autosens
+        & (
+            (g["sens_raises_target"] & (as_ratio < 1))
+            | (g["resist_lowers_target"] & (as_ratio > 1))
+        )
+    )
+    min_bg = np.where(moved, round_to((min_bg - 60) / as_ratio) + 60, min_bg)
+    max_bg = np.where(moved, round_to((max_bg - 60) / as_ratio) + 60, max_bg)
+    target_bg = np.where(
+        moved, np.maximum(80, round_to((target_bg - 60) / as_ratio) + 60), target_bg
+    )
+    noisy = f["noise"] >= 2
+    multiplier = np.maximum(1.1, f["noisy_multiplier"])
+    min_bg = np.where(noisy, round_to(np.minimum(200, min_bg * multiplier)), min_bg)
+    target_bg = np.where(noisy, round_to(np.minimum(200, target_bg * multiplier)), target_bg)
+    max_bg = np.where(noisy, round_to(np.minimum(200, max_bg * multiplier)), max_bg)
+    threshold = min_bg - 0.5 * (min_bg - 40)
+    profile_sens = f["sens"]
+    sens = np.where(has_autosens, round_to(profile_sens / ratio, 1), profile_sens)
+
+    # --- Pump history against the running temp.
+    iob = f["iob_now"]
+    has_last_temp = g["has_last_temp"]
+    last_temp_age = np.where(has_last_temp, round_to((now - f["last_temp_ms"]) / 60000), 0.0)
+    mismatch = (
+        live
+        & has_last_temp
+        & g["microbolus"]
+        & (temp_rate != f["last_temp_rate"])
+        & (last_temp_age > 10)
+        & truthy(temp_min)
+    )
+    ended = (
+        live
+        & has_last_temp
+        & ~mismatch
+        & (temp_min > 0)
+        & (last_temp_age - f["last_temp_min"] > 5)
+        & (last_temp_age > 10)
+    )
+    branch[mismatch] = Branch.TEMP_RATE_MISMATCH
+    branch[ended] = Branch.TEMP_ENDED
+    cancel = mismatch | ended
+    zeros = np.zeros(n)
+    skip_neutral = g["skip_neutral"]
+    _set_temp(cancel, zeros, zeros, f, skip_neutral, out_rate, out_duration, has_rate)
+    live &= ~cancel
+
+    # --- BGI, deviation, eventual BG.
+    activity_t = inputs.activity.T
+    bgi = round_to(-activity_t[0] * sens * 5, 2)
+    deviation = round_to(6 * (min_delta - bgi))
+    deviation = np.where(deviation < 0, round_to(6 * (min_avg_delta - bgi)), deviation)
+    deviation = np.where(deviation < 0, round_to(6 * (long_avg - bgi)), deviation)
+    naive_eventual = np.where(
+        iob > 0,
+        round_to(bg - iob * sens),
+        round_to(bg - iob * np.minimum(sens, profile_sens)),
+    )
+    eventual = naive_eventual + deviation
+    expected_delta = round_to(bgi + (target_bg - eventual) / _STEPS_2H, 1)
+
+    meal_cob, carbs = f["meal_cob"], f["carbs"]
+    enable_uam = g["enable_uam"]
+    enable_smb = (
+        g["microbolus"]
+        & ~(~g["allow_smb_high_tt"] & temp_target & (target_bg > 100))
+        & ~(g["bw_found"] & g["a52_false"])
+        & (
+            g["smb_always"]
+            | (g["smb_with_cob"] & truthy(meal_cob))
+            | (g["smb_after_carbs"] & truthy(carbs))
+            | (g["smb_with_temptarget"] & temp_target & (target_bg < 100))
+            | (g["smb_high_bg"] & (bg >= f["high_bg_target"]))
+        )
+    )
+
+    # --- Carb model (carbs.py).
+    ci = round_to(min_delta - bgi, 1)
+    uci = ci
+    csf = sens / f["carb_ratio"]
+    max_ci = round_to(30.0 * csf * 5 / 60, 1)
+    ci = py_min(ci, max_ci)
+    carbs_entered = truthy(carbs)
+    ca_time_min_h = np.where(truthy(ratio), 3.0 / ratio, 3.0)
+    ca_time_min_h = np.where(
+        carbs_entered, np.maximum(ca_time_min_h, meal_cob / 20.0), ca_time_min_h
+    )
+    last_carb_age = round_to((now - f["last_carb_ms"]) / 60000)
+    ca_time_h = np.where(
+        carbs_entered, round_to(ca_time_min_h + 1.5 * last_carb_age / 60, 1), ca_time_min_h
+    )
+    total_ci = np.maximum(0, ci / 5 * 60 * ca_time_h / 2)
+    total_ca = total_ci / csf
+    remaining = np.maximum(0, meal_cob - total_ca - carbs * (1 - f["carbs_fraction"]))
+    remaining = np.minimum(f["carbs_cap"], remaining)
+    ci_peak = remaining * csf * 5 / 60 / (ca_time_h / 2)
+    slope = np.minimum(round_to(f["slope_max"], 2), -round_to(f["slope_min"], 2) / 3)
+    cid = np.where(
+        ci == 0, 0.0, np.minimum(ca_time_h * 60 / 5 / 2, np.maximum(0, meal_cob * csf / ci))
+    )
+    carbs_active = truthy(cid) | (ci_peak > 0)
+    cob_shown = (meal_cob > 0) & ((ci > 0) | (ci_peak > 0))
+
+    # Cases the fast prediction cannot take go to the scalar function.
+    finite = (
+        np.isfinite(inputs.activity).all(axis=1)
+        & np.isfinite(inputs.zt_activity).all(axis=1)
+        & np.isfinite(bg)
+        & np.isfinite(eventual)
+        & np.isfinite(sens)
+        & np.isfinite(ci)
+        & np.isfinite(ca_time_h)
+        & (ca_time_h != 0)
+    )
+    fallback |= live & ~finite
+    live &= finite
+
+    # --- Predictions, displayed curves.
+    pred = predict_batch(
+        activity_t,
+        inputs.zt_activity.T,
+        bg,
+        sens,
+        ci,
+        uci,
+        cid,
+        ca_time_h,
+        ci_peak,
+        slope,
+        enable_uam,
+        carbs_active | cob_shown,
+        carbs_active,
+    )
+    iob_curve = _clip_round(pred.iob[:POINTS])
+    zt_curve = _clip_round(pred.zt[:POINTS])
+    cob_curve = _clip_round(pred.cob[:POINTS])
+    uam_curve = _clip_round(pred.uam[:POINTS])
+    flat_limit = POINTS - 1 - 12
+    iob_len = POINTS - np.minimum(trailing_run((iob_curve[:-1] == iob_curve[1:]).T), flat_limit)
+    cob_len = POINTS - np.minimum(trailing_run((cob_curve[:-1] == cob_curve[1:]).T), flat_limit)
+    uam_len = POINTS - np.minimum(trailing_run((uam_curve[:-1] == uam_curve[1:]).T), flat_limit)
+    rising = (zt_curve[6:-1] < zt_curve[7:]) & (zt_curve[7:] > target_bg)
+    zt_len = POINTS - trailing_run(rising.T)
+    uam_shown = ((ci > 0) | (ci_peak > 0)) & enable_uam
+    last_cob = cob_curve[-1]
+    last_uam = uam_curve[-1]
+    eventual = np.where(cob_shown, np.maximum(eventual, last_cob), eventual)
+    eventual = np.where(uam_shown & truthy(last_uam), np.maximum(eventual, last_uam), eventual)
+
+    blended = blend_batch(
+        pred,
+        bg,
+        meal_cob,
+        carbs,
+        carbs_entered,
+        carbs_active,
+        enable_uam,
+        threshold,
+        target_bg,
+    )
+    min_pred, min_guard = blended.min_pred_bg, blended.min_guard_bg
+
+    # --- Carbs required.
+    carbs_req_bg = np.where(
+        naive_eventual < 40, np.minimum(min_guard, naive_eventual), naive_eventual
+    )
+    bg_undershoot = threshold - carbs_req_bg
+    scanned = np.where(cob_shown, cob_curve, iob_curve)
+    minutes_above = 5.0 * first_true((scanned < threshold).T, _MINUTES_NO_LOW // 5)
+    enable_smb &= ~(min_guard < threshold)
+    enable_smb &= ~(max_delta > f["max_delta_fraction"] * bg)
+    zero_temp_effect = current_basal * sens * minutes_above / 60
+    cob_for_carbs_req = np.maximum(0, meal_cob - 0.25 * carbs)
+    carbs_req = vround((bg_undershoot - zero_temp_effect) / csf - cob_for_carbs_req)
+    has_carbs_req = (
+        live & ~g["clock_error"] & (carbs_req >= f["carbs_req_threshold"]) & (minutes_above <= 45)
+    )
+
+    # --- Dosing, first matching rule wins.
+    req_rate = np.full(n, np.nan)
+    req_duration = np.full(n, 30.0)
+    neutral = np.zeros(n, dtype=bool)  # keep a matching temp, else scheduled basal
+    rising_no_suspend = (
+        (bg < threshold)
+        & (iob < -current_basal * 20 / 60)
+        & (min_delta > 0)
+        & (min_delta > expected_delta)
+    )
+    suspend = live & ~rising_no_suspend & ((bg < threshold) | (min_guard < threshold))
+    suspend_min = vround(60 * ((target_bg - min_guard) / sens) / current_basal)
+    suspend_min = np.minimum(120, np.maximum(30, vround(suspend_min / 30) * 30))
+    branch[suspend] = Branch.LOW_SUSPEND
+    req_rate[suspend] = 0.0
+    req_duration[suspend] = suspend_min[suspend]
+    rest = live & ~suspend
+
+    minute_of_hour = np.floor_divide(now, 60000.0) % 60
+    skip = rest & skip_neutral & (minute_of_hour >= 55)
+    branch[skip] = Branch.SKIP_NEUTRAL_CANCEL
+    req_rate[skip] = 0.0
+    req_duration[skip] = 0.0
+    rest &= ~skip
+
+    low = rest & (eventual < min_bg)
+    rest &= ~low
+    low_rising = low & (min_delta > expected_delta) & (min_delta > 0) & ~truthy(carbs_req)
+    naive_40 = low_rising & (naive_eventual < 40)
+    branch[naive_40] = Branch.EVENTUAL_LOW_NAIVE_40
+    req_rate[naive_40] = 0.0
+    branch[low_rising & ~naive_40] = Branch.EVENTUAL_LOW_RISING
+    neutral |= low_rising & ~naive_40
+    low &= ~low_rising
+    insulin_req = round_to(2 * np.minimum(0, (eventual - target_bg) / sens), 2)
+    naive_req = round_to(np.minimum(0, (naive_eventual - target_bg) / sens), 2)
+    slowing = (min_delta < 0) & (min_delta > expected_delta)
+    insulin_req = np.where(
+        slowing, round_to(insulin_req * (min_delta / expected_delta), 2), insulin_req
+    )
+    low_rate = round_basal(basal + 2 * insulin_req, per_unit)
+    scheduled = temp_min * (temp_rate - basal) / 60
+    lot_less = low & (scheduled < np.minimum(insulin_req, naive_req) - basal * 0.3)
+    low_kept = low & ~lot_less & (temp_min > 5) & (low_rate >= temp_rate * 0.8)
+    low_set = low & ~lot_less & ~low_kept
+    zero_min = vround(60 * ((target_bg - naive_eventual) / sens) / current_basal)
+    zero_min = np.where(
+        zero_min < 0, 0.0, np.minimum(120, np.maximum(0, vround(zero_min / 30) * 30))
+    )
+    long_zero = low_set & (low_rate <= 0) & (zero_min > 0)
+    branch[lot_less] = Branch.LOW_TEMP_LOT_LESS
+    branch[low_kept] = Branch.LOW_TEMP_KEPT
+    branch[low_set] = Branch.LOW_TEMP
+    low_temp = lot_less | low_set
+    req_rate[low_temp] = low_rate[low_temp]
+    req_duration[long_zero] = zero_min[long_zero]
+
+    smb_active = g["microbolus"] & enable_smb
+    falling = rest & (min_delta < expected_delta) & ~smb_active
+    rest &= ~falling
+    in_range = rest & (np.minimum(eventual, min_pred) < max_bg) & ~smb_active
+    rest &= ~in_range
+    over_iob = rest & (iob > f["max_iob"])
+    rest &= ~over_iob
+    branch[falling] = Branch.FALLING
+    branch[in_range] = Branch.IN_RANGE
+    branch[over_iob] = Branch.ABOVE_MAX_IOB
+    neutral |= falling | in_range | over_iob
+
+    # High temp: enough extra insulin to bring the lower prediction to target.
+    max_iob = f["max_iob"]
+    high_req = round_to((np.minimum(min_pred, eventual) - target_bg) / sens, 2)
+    high_req = np.where(high_req > max_iob - iob, max_iob - iob, high_req)
+    high_rate = round_basal(basal + 2 * high_req, per_unit)
+    high_req = round_to(high_req, 3)
+    out_insulin_req = np.where(rest, high_req, 0.0)
+    last_bolus_age = round_to((now - f["last_bolus_ms"]) / 60000, 1)
+
+    smb_try = rest & g["microbolus"] & enable_smb & (bg > threshold)
+    units, smb_min, smb_rate = _micro_bolus(
+        f,
+        g["smb_minutes_unset"],
+        high_req,
+        iob,
+        meal_cob,
+        basal,
+        target_bg,
+        naive_eventual,
+        blended.min_iob_pred_bg,
+        sens,
+    )
+    has_units = smb_try & (last_bolus_age > f["smb_interval"]) & (units > 0)
+    smb_exit = smb_try & (smb_min > 0)
+    branch[smb_exit] = Branch.MICRO_BOLUS_TEMP
+    out_rate[smb_exit] = smb_rate[smb_exit]
+    out_duration[smb_exit] = smb_min[smb_exit]
+    has_rate |= smb_exit
+    rest &= ~smb_exit
+
+    cap = np.minimum(
+        np.minimum(f["max_basal"], f["daily_multiplier"] * f["max_daily_basal"]),
+        f["current_multiplier"] * current_basal,
+    )
+    high_rate = np.where(high_rate > cap, round_basal(cap, per_unit), high_rate)
+    two_x = rest & (scheduled >= high_req * 2)
+    no_temp = rest & ~two_x & (temp_min == 0)
+    high_kept = (
+        rest
+        & ~two_x
+        & ~no_temp
+        & (temp_min > 5)
+        & (round_basal(high_rate, per_unit) <= round_basal(temp_rate, per_unit))
+    )
+    high_set = rest & ~two_x & ~no_temp & ~high_kept
+    branch[two_x] = Branch.HIGH_TEMP_SCHEDULED
+    branch[no_temp] = Branch.HIGH_TEMP_NO_TEMP
+    branch[high_kept] = Branch.HIGH_TEMP_KEPT
+    branch[high_set] = Branch.HIGH_TEMP
+    high_temp = two_x | no_temp | high_set
+    req_rate[high_temp] = high_rate[high_temp]
+
+    # Neutral: a running temp at the scheduled basal continues, else basal for 30 min.
+    kept = (
+        neutral
+        & (temp_min > 15)
+        & (round_basal(basal, per_unit) == round_basal(temp_rate, per_unit))
+    )
+    neutral &= ~kept
+    req_rate[neutral] = basal[neutral]
+    setting = suspend | skip | naive_40 | low_temp | high_temp | neutral
+    _set_temp(setting, req_rate, req_duration, f, skip_neutral, out_rate, out_duration, has_rate)
+
+    # --- Outputs.
+    mmol = g["mmol"]
+    values = {
+        "rate": out_rate,
+        "duration": out_duration,
+        "units": np.where(has_units, units, np.nan),
+        "eventual_bg": eventual,
+        "insulin_req": out_insulin_req,
+        "cob": meal_cob,
+        "iob": iob,
+        "bgi": _display(bgi, mmol),
+        "deviation": _display(deviation, mmol),
+        "isf": _display(sens, mmol),
+        "cr": round_to(f["carb_ratio"], 2),
+        "target_bg": _display(target_bg, mmol),
+        "sensitivity_ratio": ratio,
+        "carbs_req": carbs_req,
+    }
+    present = {name: live.copy() for name in values}
+    present["rate"] = has_rate & ~fallback
+    present["duration"] = has_rate & ~fallback
+    present["units"] = has_units
+    present["cob"] = live & g["has_cob"]
+    present["sensitivity_ratio"] = live & has_ratio
+    present["carbs_req"] = has_carbs_req
+    for name, array in values.items():
+        array[~present[name]] = np.nan
+    curves = {
+        "IOB": iob_curve.T.copy(),
+        "ZT": zt_curve.T.copy(),
+        "COB": cob_curve.T.copy(),
+        "UAM": uam_curve.T.copy(),
+    }
+    lengths = {
+        "IOB": np.where(live, iob_len, 0),
+        "ZT": np.where(live, zt_len, 0),
+        "COB": np.where(live & cob_shown, cob_len, 0),
+        "UAM": np.where(live & uam_shown, uam_len, 0),
+    }
+    branch[fallback] = Branch.FALLBACK
+    result = BatchResult(inputs, branch, values, present, curves, lengths, fallback)
+    _fill_fallback(result)
+    return result
+
+
+def _micro_bolus(
+    f: dict[str, FloatArray],
+    minutes_unset: BoolArray,
+    insulin_req: FloatArray,
+    iob: FloatArray,
+    meal_cob: FloatArray,
+    basal: FloatArray,
+    target_bg: FloatArray,
+    naive_eventual: FloatArray,
+    min_iob_pred_bg: FloatArray,
+    sens: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """SMB size (U), and the zero/low temp's duration (min, 0 for none) and rate (U/h):
+    :func:`.smb.micro_bolus` for every case."""
+    current_basal = f["current_basal"]
+    meal_insulin_req = round_to(meal_cob / f["carb_ratio"], 3)
+    by_uam = ~minutes_unset & (iob > meal_insulin_req) & (iob > 0)
+    minutes = np.where(by_uam, f["uam_smb_minutes"], f["smb_minutes"])
+    max_bolus = round_to(current_basal * minutes / 60, 1)
+    increment = f["bolus_increment"]
+    steps_per_unit = 1 / increment
+    bolus = np.floor(np.minimum(insulin_req / 2, max_bolus) * steps_per_unit) / steps_per_unit
+    worst_case = (target_bg - (naive_eventual + min_iob_pred_bg) / 2) / sens
+    duration = round_to(60 * worst_case / current_basal)
+    duration = np.where((insulin_req > 0) & (bolus < increment), 0.0, duration)
+    short = ~(duration <= 0) & ~(duration >= 30)
+    low_rate = np.where(short, round_to(basal * duration / 30, 2), 0.0)
+    duration = np.where(
+        duration <= 0,
+        0.0,
+        np.where(duration >= 30, np.minimum(60, np.maximum(0, round_to(duration / 30) * 30)), 30.0),
+    )
+    return bolus, duration, low_rate
+
+
+def _fill_fallback(result: BatchResult) -> None:
+    """Decide the fallback cases with the scalar function and put their numbers in the
+    arrays (NaN and not present where the field is absent)."""
+    for i in np.flatnonzero(result.fallback).tolist():
+        decision = determine_basal(*result.inputs.scalar_case(i))
+        result.scalar[i] = decision
+        for key, name in NUMERIC_FIELDS.items():
+            value = decision.get(key)
+            there = key in decision
+            result.present[name][i] = there
+            result.values[name][i] = _as_float(value) if there else np.nan
+        pred_bgs = decision.get("predBGs") or {}
+        for curve in CURVES:
+            points = pred_bgs.get(curve, [])
+            result.curve_len[curve][i] = len(points)
+            result.curves[curve][i] = np.nan
+            result.curves[curve][i, : len(points)] = [_as_float(p) for p in points]
+
+
+def _as_float(value: Any) -> float:
+    """A result number as a float (mmol/L text parsed, missing as NaN)."""
+    if value is None:
+        return float("nan")
+    return float(value)

@@ -1,0 +1,307 @@
+"""Struct-of-arrays inputs of the batch decision (:mod:`.batch`), and the builder that
+makes them from the reference's JSON inputs, one case per row.
+
+Units as in :func:`~openinfusion.control.aid.oref.determine_basal`: glucose mg/dL, deltas
+mg/dL per 5 min, insulin U, activity U/min, rates U/h, durations min, times ms since the
+epoch. The profile's optional fields are resolved here, once per case, to the value the
+scalar code ends up using (for example ``SMBInterval`` to 3 min when unset); flags keep the
+reference's own test (``is True``, truthiness). A case the arrays cannot express exactly
+(a missing required field, text where a number belongs, an IOB array that is not 48 full
+ticks, autosens without a ratio) is marked ``fallback`` and decided by the scalar function.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from openinfusion.control.aid.oref._js import jmax, jmin, num, time_clip, truthy
+from openinfusion.control.aid.oref._vec import BoolArray, FloatArray
+from openinfusion.control.aid.oref.predict import POINTS
+
+_FINE_STEP_MODELS = ("54", "23")  # x23/x54 pumps: 0.025 U/h steps below 1 U/h
+
+
+class ScalarCase(NamedTuple):
+    """The arguments of the scalar ``determine_basal`` for one case."""
+
+    glucose_status: Mapping[str, Any]
+    currenttemp: Mapping[str, Any]
+    iob_data: Sequence[Mapping[str, Any]]
+    profile: Mapping[str, Any]
+    autosens_data: Mapping[str, Any] | None
+    meal_data: Mapping[str, Any] | None
+    microbolus_allowed: bool
+    current_time_ms: float
+    reservoir_data: Any = None
+
+
+# Float columns, in the order the builder fills them (one value per case).
+FLOAT_FIELDS = (
+    "bg",  # glucose now, mg/dL
+    "delta",  # mg/dL per 5 min
+    "short_avg",
+    "long_avg",
+    "bg_time_ms",  # time of the reading (TimeClip applied)
+    "noise",
+    "temp_rate",  # running temp, U/h
+    "temp_min",  # its remaining duration, min
+    "iob_now",  # U
+    "last_bolus_ms",  # NaN when unknown
+    "last_temp_ms",  # pump-history temp (when has_last_temp), NaN fields when missing
+    "last_temp_rate",
+    "last_temp_min",
+    "current_basal",  # U/h
+    "sens",  # ISF, mg/dL/U
+    "carb_ratio",  # g/U
+    "min_bg",
+    "max_bg",
+    "max_iob",  # U, NaN when unset (no cap)
+    "max_basal",
+    "max_daily_basal",
+    "daily_multiplier",  # max_daily_safety_multiplier (3 when unset)
+    "current_multiplier",  # current_basal_safety_multiplier (4 when unset)
+    "per_unit",  # rounding steps per U/h below 1 U/h: 20 or 40
+    "autosens_max",
+    "half_basal_target",  # mg/dL (160 when unset)
+    "high_bg_target",  # enableSMB_high_bg_target, mg/dL
+    "noisy_multiplier",
+    "max_delta_fraction",  # of BG, above which SMB is off (0.2 when unset, at most 0.3)
+    "carbs_req_threshold",  # g
+    "carbs_cap",  # remainingCarbsCap resolved, g
+    "carbs_fraction",  # remainingCarbsFraction resolved
+    "smb_minutes",  # maxSMBBasalMinutes (30 when unset)
+    "uam_smb_minutes",  # maxUAMSMBBasalMinutes (30 when unset)
+    "bolus_increment",  # U
+    "smb_interval",  # min, within 1-10 (3 when unset)
+    "autosens_ratio",  # NaN without autosens data
+    "meal_cob",  # g, NaN when missing
+    "carbs",  # g entered in the last 6 h, NaN when missing
+    "last_carb_ms",
+    "slope_max",  # slopeFromMaxDeviation, mg/dL/5 min per 5 min
+    "slope_min",
+    "now_ms",  # decision time (TimeClip applied)
+)
+BOOL_FIELDS = (
+    "fake_cgm",  # device "fakecgm": the too-flat rule does not apply
+    "has_last_temp",
+    "temp_target",  # temptargetSet
+    "raises_sensitivity",  # exercise_mode or high_temptarget_raises_sensitivity
+    "lowers_sensitivity",  # low_temptarget_lowers_sensitivity
+    "sens_raises_target",
+    "resist_lowers_target",
+    "enable_uam",
+    "smb_always",
+    "smb_with_cob",
+    "smb_after_carbs",
+    "smb_with_temptarget",
+    "smb_high_bg",
+    "allow_smb_high_tt",
+    "a52_false",  # A52_risk_enable is exactly false
+    "smb_minutes_unset",  # maxSMBBasalMinutes missing
+    "skip_neutral",
+    "mmol",  # out_units mmol/L: BGI, deviation, ISF and target_bg print as text
+    "has_autosens",
+    "has_cob",  # mealCOB present (the result echoes it as COB)
+    "bw_found",
+    "clock_error",  # meal reason "Could not parse clock data"
+    "microbolus",
+    "fallback",  # decided by the scalar function
+)
+
+
+@dataclass(slots=True)
+class BatchInputs:
+    """N cases as arrays: ``floats[name]`` (N,), ``flags[name]`` (N,) bool, the IOB tick
+    activities (N, 48) in U/min as delivered and with a zero temp, the reservoir values as
+    given, and ``scalar_case(i)`` giving case i's scalar arguments (for the reason text and
+    the fallback)."""
+
+    floats: dict[str, FloatArray]
+    flags: dict[str, BoolArray]
+    activity: FloatArray
+    zt_activity: FloatArray
+    reservoir: list[Any]
+    scalar_case: Callable[[int], ScalarCase]
+
+    @property
+    def n(self) -> int:
+        """Number of cases."""
+        return int(self.activity.shape[0])
+
+
+class _Unsupported(Exception):
+    """The case goes to the scalar function."""
+
+
+def _number(value: Any) -> float:
+    """A JSON number as a float; anything else is not expressible in the arrays."""
+    kind = type(value)
+    if kind is float or kind is int:
+        return float(value)
+    raise _Unsupported
+
+
+def _optional(value: Any) -> float:
+    """A JSON number, or NaN for a missing value (the reference's ``undefined``)."""
+    return math.nan if value is None else _number(value)
+
+
+def _flag(value: Any) -> bool:
+    """A profile flag: JSON booleans only (``is True`` and truthiness then agree)."""
+    if value is None:
+        return False
+    if type(value) is bool:
+        return value
+    raise _Unsupported
+
+
+def _row(case: ScalarCase) -> tuple[list[float], list[bool], list[float], list[float]]:
+    """One case's float and flag columns and its tick activities; raises _Unsupported."""
+    status, temp, ticks, profile = case[0], case[1], case[2], case[3]
+    autosens, meal_in = case[4], case[5]
+    meal: Mapping[str, Any] = meal_in if meal_in is not None else {}
+    if isinstance(ticks, Mapping) or len(ticks) != POINTS:
+        raise _Unsupported
+    activity = [_number(t["activity"]) for t in ticks]
+    zt_activity = [_number(t["iobWithZeroTemp"]["activity"]) for t in ticks]
+    first = ticks[0]
+    last_temp = first.get("lastTemp")
+    has_last_temp = isinstance(last_temp, Mapping)
+    lt: Mapping[str, Any] = last_temp if isinstance(last_temp, Mapping) else {}
+    for key in ("current_basal", "min_bg", "max_bg", "sens", "carb_ratio"):
+        if profile.get(key) is None:
+            raise _Unsupported
+    if autosens is not None and autosens.get("ratio") is None:
+        raise _Unsupported
+    model = profile.get("model")
+    fine = isinstance(model, str) and model.endswith(_FINE_STEP_MODELS)
+    smb_minutes = profile.get("maxSMBBasalMinutes")
+    max_delta = profile.get("maxDelta_bg_threshold")
+    out_units = profile.get("out_units")
+    if out_units not in (None, "mg/dL", "mmol/L"):
+        raise _Unsupported
+    uam_minutes = _optional(profile.get("maxUAMSMBBasalMinutes"))
+    cap = _optional(profile.get("remainingCarbsCap"))
+    fraction = _optional(profile.get("remainingCarbsFraction"))
+    increment = _optional(profile.get("bolus_increment"))
+    interval = _optional(profile.get("SMBInterval"))
+    half = _optional(profile.get("half_basal_exercise_target"))
+    daily = _optional(profile.get("max_daily_safety_multiplier"))
+    current = _optional(profile.get("current_basal_safety_multiplier"))
+    floats = [
+        _number(status.get("glucose")),
+        _number(status.get("delta")),
+        _number(status.get("short_avgdelta")),
+        _number(status.get("long_avgdelta")),
+        time_clip(_optional(status.get("date"))),
+        _optional(status.get("noise")),
+        _number(temp.get("rate")),
+        _number(temp.get("duration")),
+        _number(first.get("iob")),
+        _optional(first.get("lastBolusTime")),
+        _optional(lt.get("date")),
+        _optional(lt.get("rate")),
+        _optional(lt.get("duration")),
+        _number(profile.get("current_basal")),
+        _number(profile.get("sens")),
+        _number(profile.get("carb_ratio")),
+        _number(profile.get("min_bg")),
+        _number(profile.get("max_bg")),
+        _optional(profile.get("max_iob")),
+        _optional(profile.get("max_basal")),
+        _optional(profile.get("max_daily_basal")),
+        3.0 if math.isnan(daily) else daily,
+        4.0 if math.isnan(current) else current,
+        40.0 if fine else 20.0,
+        _optional(profile.get("autosens_max")),
+        half if truthy(half) else 160.0,
+        _optional(profile.get("enableSMB_high_bg_target")),
+        _optional(profile.get("noisyCGMTargetMultiplier")),
+        0.2 if max_delta is None else jmin(_number(max_delta), 0.3),
+        _optional(profile.get("carbsReqThreshold")),
+        jmin(90.0, cap) if truthy(cap) else 90.0,
+        jmin(1.0, fraction) if truthy(fraction) else 1.0,
+        30.0 if smb_minutes is None else _number(smb_minutes),
+        uam_minutes if truthy(uam_minutes) else 30.0,
+        increment if truthy(increment) else 0.1,
+        jmin(10.0, jmax(1.0, interval)) if truthy(interval) else 3.0,
+        _number(autosens.get("ratio")) if autosens is not None else math.nan,
+        _optional(meal.get("mealCOB")),
+        _optional(meal.get("carbs")),
+        _optional(meal.get("lastCarbTime")),
+        _optional(meal.get("slopeFromMaxDeviation")),
+        _optional(meal.get("slopeFromMinDeviation")),
+        time_clip(num(case[7])),
+    ]
+    flags = [
+        status.get("device") == "fakecgm",
+        has_last_temp,
+        _flag(profile.get("temptargetSet")),
+        _flag(profile.get("exercise_mode"))
+        or _flag(profile.get("high_temptarget_raises_sensitivity")),
+        _flag(profile.get("low_temptarget_lowers_sensitivity")),
+        _flag(profile.get("sensitivity_raises_target")),
+        _flag(profile.get("resistance_lowers_target")),
+        _flag(profile.get("enableUAM")),
+        _flag(profile.get("enableSMB_always")),
+        _flag(profile.get("enableSMB_with_COB")),
+        _flag(profile.get("enableSMB_after_carbs")),
+        _flag(profile.get("enableSMB_with_temptarget")),
+        _flag(profile.get("enableSMB_high_bg")),
+        _flag(profile.get("allowSMB_with_high_temptarget")),
+        profile.get("A52_risk_enable") is False,
+        smb_minutes is None,
+        _flag(profile.get("skip_neutral_temps")),
+        out_units == "mmol/L",
+        autosens is not None,
+        meal.get("mealCOB") is not None,
+        meal.get("bwFound") is True,
+        meal.get("reason") == "Could not parse clock data",
+        bool(case[6]),
+        False,
+    ]
+    return floats, flags, activity, zt_activity
+
+
+_FALLBACK_FLOATS = [math.nan] * len(FLOAT_FIELDS)
+_FALLBACK_FLAGS = [False] * (len(BOOL_FIELDS) - 1) + [True]
+_NAN_TICKS = [math.nan] * POINTS
+
+
+def batch_inputs(
+    cases: Sequence[ScalarCase],
+    scalar_case: Callable[[int], ScalarCase] | None = None,
+) -> BatchInputs:
+    """Arrays from the scalar arguments of each case (the reference's JSON objects).
+
+    ``scalar_case`` gives case i's arguments again when a reason is asked for or the case
+    falls back (default: ``cases[i]``)."""
+    float_rows: list[list[float]] = []
+    flag_rows: list[list[bool]] = []
+    act_rows: list[list[float]] = []
+    zt_rows: list[list[float]] = []
+    for case in cases:
+        try:
+            floats, flags, act, zt = _row(case)
+        except (_Unsupported, KeyError, TypeError):
+            floats, flags, act, zt = _FALLBACK_FLOATS, _FALLBACK_FLAGS, _NAN_TICKS, _NAN_TICKS
+        float_rows.append(floats)
+        flag_rows.append(flags)
+        act_rows.append(act)
+        zt_rows.append(zt)
+    n = len(cases)
+    float_table = np.array(float_rows, dtype=float).reshape(n, len(FLOAT_FIELDS))
+    flag_table = np.array(flag_rows, dtype=bool).reshape(n, len(BOOL_FIELDS))
+    return BatchInputs(
+        floats={name: float_table[:, j].copy() for j, name in enumerate(FLOAT_FIELDS)},
+        flags={name: flag_table[:, j].copy() for j, name in enumerate(BOOL_FIELDS)},
+        activity=np.array(act_rows, dtype=float).reshape(n, POINTS),
+        zt_activity=np.array(zt_rows, dtype=float).reshape(n, POINTS),
+        reservoir=[case[8] if len(case) > 8 else None for case in cases],
+        scalar_case=scalar_case if scalar_case is not None else cases.__getitem__,
+    )

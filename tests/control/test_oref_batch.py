@@ -1,0 +1,137 @@
+"""The batch oref decision (``oref.batch``) against the scalar ``determine_basal`` on the
+parity test's 1,200 generated cases: every numeric output, every displayed curve and, on
+demand, the whole result with its reason text."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from openinfusion.control.aid.oref import batch as batch_module
+from openinfusion.control.aid.oref import determine_basal, get_last_glucose, to_json
+from openinfusion.control.aid.oref.batch import (
+    CURVES,
+    NUMERIC_FIELDS,
+    BatchResult,
+    Branch,
+    determine_basal_batch,
+)
+from openinfusion.control.aid.oref.batch_inputs import ScalarCase, batch_inputs
+from tests.control.oref_cases import make_cases
+
+N_CASES = 1200
+SEED = 20251203
+MAX_FALLBACK = 60  # 5 %: the generator's deliberately odd inputs and the NaN paths
+
+
+def _scalar_cases() -> list[ScalarCase]:
+    out = []
+    for case in make_cases(N_CASES, SEED):
+        try:
+            status = get_last_glucose(case["glucose"])
+        except ValueError:
+            continue
+        out.append(
+            ScalarCase(
+                status,
+                case["currenttemp"],
+                case["iob"],
+                case["profile"],
+                case["autosens"],
+                case["meal"],
+                case["microbolus"],
+                case["currentTime"],
+                case["reservoir"],
+            )
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def decided() -> tuple[list[ScalarCase], list[dict[str, Any]], BatchResult]:
+    cases = _scalar_cases()
+    scalar = [determine_basal(*case) for case in cases]
+    return cases, scalar, determine_basal_batch(batch_inputs(cases))
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def test_every_numeric_output_equals_the_scalar_decision(decided: Any) -> None:
+    cases, scalar, result = decided
+    failures = []
+    for i, expected in enumerate(scalar):
+        for key, name in NUMERIC_FIELDS.items():
+            there = key in expected
+            if there != bool(result.present[name][i]):
+                failures.append(f"case {i} {key}: present {result.present[name][i]}")
+            elif there and not _same(_number(expected[key]), float(result.values[name][i])):
+                failures.append(f"case {i} {key}: {result.values[name][i]!r} != {expected[key]!r}")
+        pred_bgs = expected.get("predBGs", {})
+        for curve in CURVES:
+            want = pred_bgs.get(curve, [])
+            got = result.curves[curve][i, : result.curve_len[curve][i]].tolist()
+            if len(want) != len(got) or not all(map(_same, want, got)):
+                failures.append(f"case {i} predBGs.{curve}: {got} != {want}")
+    assert not failures, f"{len(failures)} differences:\n" + "\n".join(failures[:20])
+    assert len(cases) > 1100
+
+
+def test_fallback_is_rare_and_reported(decided: Any) -> None:
+    cases, _, result = decided
+    print(
+        f"batch fallback: {result.fallback_count} of {len(cases)} cases decided by the scalar path"
+    )
+    assert 0 < result.fallback_count <= MAX_FALLBACK
+    assert (result.branch == Branch.FALLBACK).sum() == result.fallback_count
+    # The vectorized path decides the whole range of rules, not only the easy ones.
+    reached = {Branch(b) for b in np.unique(result.branch)}
+    assert len(reached) >= 18, sorted(reached)
+
+
+def test_decision_materialises_the_scalar_result_with_its_reason(decided: Any) -> None:
+    _, scalar, result = decided
+    failures = [
+        i for i, expected in enumerate(scalar) if to_json(result.decision(i)) != to_json(expected)
+    ]
+    assert not failures, f"{len(failures)} differ, first {failures[:10]}"
+
+
+def test_batch_numbers_do_not_come_from_the_scalar_function(
+    decided: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the fallback cases may call the scalar function while the batch decides."""
+    cases, _, reference = decided
+    calls: list[int] = []
+    real = batch_module.determine_basal
+
+    def counting(*args: Any) -> dict[str, Any]:
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(batch_module, "determine_basal", counting)
+    again = determine_basal_batch(batch_inputs(cases))
+    assert len(calls) == reference.fallback_count
+    for name, values in reference.values.items():
+        assert np.array_equal(values, again.values[name], equal_nan=True), name
+
+
+def test_a_case_the_arrays_cannot_hold_falls_back_alone() -> None:
+    cases = _scalar_cases()[:20]
+    odd = cases[3]._replace(profile={k: v for k, v in cases[3].profile.items() if k != "sens"})
+    mixed = [*cases[:3], odd, *cases[4:]]
+    result = determine_basal_batch(batch_inputs(mixed))
+    assert result.branch[3] == Branch.FALLBACK
+    assert to_json(result.decision(3)) == to_json(determine_basal(*odd))
+    plain = determine_basal_batch(batch_inputs(cases))
+    keep = np.arange(len(cases)) != 3
+    for name, values in plain.values.items():
+        assert np.array_equal(values[keep], result.values[name][keep], equal_nan=True), name
