@@ -270,3 +270,67 @@ def test_garbage_frames_are_refused_never_stored(garbage_db: Database, text: str
     result = handle_batch(_Ctx(), pump_id, key.public_key(), [text], "test")  # type: ignore[arg-type]
     assert result.close_code in (CLOSE_BAD_FRAME, CLOSE_AUTH) and result.ack_seq is None
     assert audits == ["gateway.frame_rejected"]
+
+
+def test_successive_infusions_on_one_channel_each_count_their_own_volume(db: Database) -> None:
+    """The pump's volume counter runs over the channel's life; each infusion reports only
+    what was delivered while it ran, and a new drug starts a new infusion."""
+    from openinfusion.server.models import Infusion
+
+    pump_id, key = _pump(db)
+
+    def status(seq: int, state: str, drug: str, volume: float) -> Incoming:
+        body = {
+            "channels": [
+                {
+                    "channel": 1,
+                    "state": state,
+                    "drug": drug,
+                    "volume_infused_ml": volume,
+                    "rate_ml_h": 5.0,
+                }
+            ]
+        }
+        frame = json.loads(
+            json.dumps(
+                build_envelope(key, type="status", pump_id=pump_id, seq=seq, body=body, sent_at=NOW)
+            )
+        )
+        return Incoming(frame, verify_envelope(frame, key.public_key(), pump_id=pump_id))
+
+    steps = [
+        (1, "running", "heparin", 4.0),
+        (2, "running", "heparin", 10.0),
+        (3, "complete", "heparin", 12.0),
+        (4, "idle", "heparin", 12.0),
+        (5, "running", "insulin", 12.5),
+        (6, "running", "insulin", 14.0),
+        (7, "running", "morphine", 15.0),
+    ]
+    for seq, state, drug, volume in steps:
+        with db.write() as s:
+            store_batch(s, pump_id, [status(seq, state, drug, volume)], NOW)
+    with db.read() as s:
+        rows = list(
+            s.scalars(select(Infusion).where(Infusion.pump_id == pump_id).order_by(Infusion.id))
+        )
+    got = [(r.drug, round(r.volume_infused_ml, 6), r.ended_at is not None) for r in rows]
+    assert got == [("heparin", 12.0, True), ("insulin", 2.0, True), ("morphine", 1.0, False)]
+
+
+def test_channel_map_with_non_ascii_digit_keys_is_ignored(db: Database) -> None:
+    pump_id, key = _pump(db)
+    body = {"channels": {"²": {"state": "running"}, "1": {"state": "running", "drug": "x"}}}
+    frame = json.loads(
+        json.dumps(
+            build_envelope(key, type="status", pump_id=pump_id, seq=1, body=body, sent_at=NOW)
+        )
+    )
+    with db.write() as s:
+        out = store_batch(
+            s,
+            pump_id,
+            [Incoming(frame, verify_envelope(frame, key.public_key(), pump_id=pump_id))],
+            NOW,
+        )
+    assert out.stored == 1

@@ -51,7 +51,7 @@ def _channel_items(body: dict[str, Any]) -> list[dict[str, Any]]:
         channels = [
             dict(v, channel=int(k))
             for k, v in channels.items()
-            if isinstance(v, dict) and str(k).isdigit()
+            if isinstance(v, dict) and str(k).isascii() and str(k).isdigit()
         ]
     if not isinstance(channels, list):
         return []
@@ -140,6 +140,7 @@ def _update_channel(
     now: datetime,
     held: Held,
 ) -> None:
+    before_ml = ch.volume_infused_ml  # the channel's counter at the previous status
     ch.state = _text(item.get("state"), 32) or ch.state
     ch.drug = _text(item.get("drug"))
     ch.dose = _num(item.get("dose"))
@@ -163,6 +164,9 @@ def _update_channel(
                 channel=ch.channel,
                 drug=ch.drug,
                 volume_infused_ml=0.0,
+                # the pump's counter runs over the channel's life: what it showed before
+                # this infusion began is not this infusion's volume
+                volume_at_start_ml=before_ml or 0.0,
                 started_at=now,
                 started_seq=seq,
             )
@@ -172,14 +176,14 @@ def _update_channel(
             ch.infusion_id = current.id
         current.dose, current.dose_unit, current.rate_ml_h = ch.dose, ch.dose_unit, ch.rate_ml_h
         if volume is not None:
-            current.volume_infused_ml = volume
+            current.volume_infused_ml = max(0.0, volume - current.volume_at_start_ml)
         delivered = _num(item.get("dose_delivered"))
         if delivered is not None:
             current.dose_delivered = delivered
             current.dose_delivered_unit = _text(item.get("dose_delivered_unit"), 32)
     elif current is not None:
         if volume is not None:
-            current.volume_infused_ml = volume
+            current.volume_infused_ml = max(0.0, volume - current.volume_at_start_ml)
         _close(current, now, ch.state)
         ch.infusion_id = None
 

@@ -152,6 +152,7 @@ class Infusion(Base):
     dose_unit: Mapped[str | None] = mapped_column(String(32))
     rate_ml_h: Mapped[float | None] = mapped_column(Float)
     volume_infused_ml: Mapped[float] = mapped_column(Float, default=0.0)
+    volume_at_start_ml: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     dose_delivered: Mapped[float | None] = mapped_column(Float)
     dose_delivered_unit: Mapped[str | None] = mapped_column(String(32))
     started_at: Mapped[datetime]
