@@ -108,8 +108,10 @@ class GatewayHub:
 
     async def _send_command(self, pump_id: str, command_id: str) -> None:
         link = self.links.get(pump_id)
+        if link is None:
+            return
         frame = await asyncio.to_thread(self._mark_delivered, command_id)
-        if link is None or frame is None:
+        if frame is None:  # expired before it could be sent
             return
         try:
             await link.send(frame)
