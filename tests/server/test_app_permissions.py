@@ -120,6 +120,8 @@ CALLS = [
         Perm.COMMANDS_LIBRARY,
         {"channel": 2, "action": "activate_library", "params": {"version": "2"}},
     ),
+    Call("PATCH", "/api/pumps/{pump_id}", Perm.PUMPS_MANAGE, {"unit": None}),
+    Call("DELETE", "/api/pumps/{pump_id}", Perm.PUMPS_MANAGE),
     Call("GET", "/api/libraries", Perm.LIBRARIES_READ),
     Call("GET", "/api/libraries/{version}", Perm.LIBRARIES_READ),
     Call("POST", "/api/libraries", Perm.LIBRARIES_PUBLISH, {"format": "not a package"}),
@@ -160,13 +162,15 @@ def test_no_role_holds_everything_and_monitor_only_reads() -> None:
 
 def _request(env: Env, call: Call, role: Role, headers: dict[str, str]) -> int:
     path = call.path.format(**env.ids)
-    if call.method == "DELETE":  # deactivate a throwaway account, never a test login
-        made = env.client.post(
+    if call.path == "/api/users/{user_id}" and call.method == "DELETE":
+        made = env.client.post(  # deactivate a throwaway account, never a test login
             "/api/users",
             headers=env.h[Role.ADMIN],
             json={"username": f"del-{role}", "role": "monitor"},
         )
         path = f"/api/users/{made.json()['id']}"
+    if call.path == "/api/pumps/{pump_id}" and call.method == "DELETE":
+        path = f"/api/pumps/{env.enrol(None, f'SN-DEL-{role}')[0]}"  # a throwaway pump
     body = json.loads(json.dumps(call.body).replace("{role}", role.value)) if call.body else None
     if call.path == "/api/events" and allowed(role.value, call.perm):
         with env.client.stream("GET", path, headers=headers) as resp:

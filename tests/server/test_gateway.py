@@ -224,6 +224,75 @@ def test_c02_expired_enrolment_token_refused(ward: Ward) -> None:
     assert any(a["object"] == "serial:SN-LATE" for a in ward.audit("enrolment.refused"))
 
 
+def test_c23_decommissioned_pump_is_cut_off_and_must_re_enrol(ward: Ward) -> None:
+    pump = ward.pump()
+    pump.send(pump.envelope("heartbeat", {}))
+    pump.wait_ack(1)
+    old_id = pump.pump_id
+    r = ward.http.delete(f"/api/pumps/{old_id}", headers=ward.h["biomed"])
+    assert r.status_code == 204
+    assert closed_code(pump) == 4401  # the live connection is closed
+    with pytest.raises(ConnectionClosed) as info:
+        pump.connect()  # and the key no longer opens one
+    assert info.value.rcvd is not None and info.value.rcvd.code == 4401
+    cmd = ward.http.post(
+        f"/api/pumps/{old_id}/commands",
+        headers=ward.h["nurse"],
+        json={"channel": 1, "action": "pause"},
+    )
+    assert cmd.status_code == 409
+    assert old_id not in [
+        p["id"] for p in ward.http.get("/api/pumps", headers=ward.h["nurse"]).json()
+    ]
+    kept = ward.get_pump(old_id)
+    assert kept["decommissioned_at"] is not None and kept["serial"] == pump.serial
+    assert kept["last_seq"] == 1  # history stays
+    # the same serial comes back only through a new enrolment, with a new key and id
+    token = ward.http.post("/api/enrolment-tokens", headers=ward.h["biomed"]).json()["token"]
+    again = TestPump(ward.server, pump.serial)
+    assert again.enrol(token).status_code == 200 and again.pump_id != old_id
+    assert again.connect() == 0
+    again.close()
+    assert ward.audit("pump.decommission")[-1]["object"] == f"pump:{old_id}"
+
+
+def test_pump_moved_to_a_unit_is_seen_by_that_unit_only(ward: Ward) -> None:
+    pump = ward.pump(connect=False)
+    ward.user("nurse", "nurse-icu")
+    ward.http.patch(
+        f"/api/users/{_user_id(ward, 'nurse-icu')}", headers=ward.h["admin"], json={"unit": "icu"}
+    )
+    icu = login(ward.http, "nurse-icu", _reset_password(ward, "nurse-icu"))
+    assert ward.http.get(f"/api/pumps/{pump.pump_id}", headers=icu).status_code == 404
+    r = ward.http.patch(
+        f"/api/pumps/{pump.pump_id}", headers=ward.h["biomed"], json={"unit": "icu"}
+    )
+    assert r.status_code == 200 and r.json()["unit"] == "icu"
+    assert ward.http.get(f"/api/pumps/{pump.pump_id}", headers=icu).status_code == 200
+    assert (
+        ward.http.patch(
+            f"/api/pumps/{pump.pump_id}", headers=ward.h["nurse"], json={"unit": None}
+        ).status_code
+        == 403
+    )
+
+
+def _user_id(ward: Ward, username: str) -> int:
+    users = ward.http.get("/api/users", headers=ward.h["admin"]).json()
+    return next(u["id"] for u in users if u["username"] == username)
+
+
+def _reset_password(ward: Ward, username: str) -> str:
+    password = "a-fresh-password-1"
+    r = ward.http.patch(
+        f"/api/users/{_user_id(ward, username)}",
+        headers=ward.h["admin"],
+        json={"password": password},
+    )
+    assert r.status_code == 200
+    return password
+
+
 def test_heartbeats_keep_a_pump_online(ward: Ward) -> None:
     pump = ward.pump()
     pump.send(pump.envelope("heartbeat", {}))

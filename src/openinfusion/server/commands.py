@@ -29,6 +29,8 @@ class CommandRefusal(Exception):
 
 
 def check_policy(session: Session, pump: Pump, channel: int, action: str) -> None:
+    if pump.decommissioned_at is not None:
+        raise CommandRefusal(409, "pump_id", pump.id, "is decommissioned")
     if not 1 <= channel <= pump.channel_count:
         raise CommandRefusal(
             422, "channel", channel, f"must be between 1 and {pump.channel_count} for this pump"

@@ -98,6 +98,8 @@ class GatewayHub:
         sub = self.ctx.bus.subscribe()
         try:
             async for ev in sub:
+                if ev.get("type") == "pump_decommissioned" and ev.get("pump_id") in self.links:
+                    await self.links[str(ev["pump_id"])].close(CLOSE_AUTH, "decommissioned")
                 if ev.get("type") == "command" and ev.get("pump_id") in self.links:
                     try:
                         await self._send_command(str(ev["pump_id"]), str(ev["command_id"]))
@@ -130,7 +132,7 @@ class GatewayHub:
 def _load_pump(ctx: ServerContext, pump_id: str) -> tuple[PublicKey, int] | None:
     with ctx.db.read() as session:
         pump = session.scalars(select(Pump).where(Pump.id == pump_id)).first()
-        if pump is None:
+        if pump is None or pump.decommissioned_at is not None:
             return None
         raw = b64decode(pump.public_key, "public_key")
         return PublicKey.from_public_bytes(raw), pump.last_seq

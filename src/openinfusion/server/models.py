@@ -109,6 +109,10 @@ class Pump(Base):
     gaps: Mapped[list[Any]] = mapped_column(JSON, default=list)
     library_version: Mapped[str | None] = mapped_column(String(64))
     power: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Decommissioned: its key is refused and its serial freed for a re-enrolled device;
+    # ``serial`` then holds "~" + the pump id and the real one is kept here.
+    decommissioned_at: Mapped[datetime | None]
+    decommissioned_serial: Mapped[str | None] = mapped_column(String(64))
 
 
 class PumpMessage(Base):

@@ -21,6 +21,7 @@ class Role(StrEnum):
 
 class Perm(StrEnum):
     PUMPS_READ = "pumps:read"
+    PUMPS_MANAGE = "pumps:manage"  # assign a care unit, decommission
     MESSAGES_READ = "messages:read"
     ALARMS_READ = "alarms:read"
     ALARMS_ACK = "alarms:ack"
@@ -59,6 +60,7 @@ MATRIX: dict[Role, frozenset[Perm]] = {
             Perm.ENROL,
             Perm.COMMANDS_LIBRARY,
             Perm.LIBRARIES_READ,
+            Perm.PUMPS_MANAGE,
         }
     ),
     Role.ADMIN: frozenset(
@@ -72,6 +74,7 @@ MATRIX: dict[Role, frozenset[Perm]] = {
             Perm.USERS_MANAGE,
             Perm.AUDIT_READ,
             Perm.LIBRARIES_READ,
+            Perm.PUMPS_MANAGE,
         }
     ),
     Role.MONITOR: frozenset(_CLINICAL_READ),

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from openinfusion.server.api.deps import Principal, get_ctx, require
-from openinfusion.server.api.errors import not_found
+from openinfusion.server.api.errors import ApiError, not_found
+from openinfusion.server.api.users import UNIT
 from openinfusion.server.api.views import message_view, pump_view
 from openinfusion.server.context import ServerContext
 from openinfusion.server.models import Channel, Infusion, Pump, PumpMessage
@@ -47,7 +49,7 @@ def list_pumps(
     ctx: ServerContext = Depends(get_ctx),
 ) -> list[dict[str, Any]]:
     with ctx.db.read() as session:
-        query = select(Pump).order_by(Pump.id)
+        query = select(Pump).where(Pump.decommissioned_at.is_(None)).order_by(Pump.id)
         if principal.unit_scope is not None:
             query = query.where(Pump.unit == principal.unit_scope)
         return _views(session, list(session.scalars(query)), ctx)
@@ -80,3 +82,56 @@ def pump_messages(
             .limit(limit)
         )
         return [message_view(m) for m in rows]
+
+
+class PumpChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    unit: str | None = Field(pattern=UNIT)
+
+
+@router.patch("/{pump_id}")
+def change_pump(
+    pump_id: PumpId,
+    body: PumpChange,
+    principal: Principal = Depends(require(Perm.PUMPS_MANAGE)),
+    ctx: ServerContext = Depends(get_ctx),
+) -> dict[str, Any]:
+    """Assign the pump to a care unit (or to none)."""
+    with ctx.db.write() as session:
+        pump = visible_pump(session, principal, pump_id)
+        if pump.decommissioned_at is not None:
+            raise ApiError(409, "pump_id", pump_id, "is decommissioned")
+        old, pump.unit = pump.unit, body.unit
+        ctx.audit(
+            session, principal.username, "pump.change", f"pump:{pump_id}", unit=[old, body.unit]
+        )
+        ctx.bus.publish(session, {"type": "pump_changed", "pump_id": pump_id, "unit": body.unit})
+        return _views(session, [pump], ctx)[0]
+
+
+@router.delete("/{pump_id}", status_code=204)
+def decommission_pump(
+    pump_id: PumpId,
+    principal: Principal = Depends(require(Perm.PUMPS_MANAGE)),
+    ctx: ServerContext = Depends(get_ctx),
+) -> None:
+    """Decommission (RELIABILITY C-23): the pump's key is refused from now on, a live
+    connection is closed, its serial is freed so the device can only come back through a
+    new enrolment (new key, new id); its history stays readable under the old id."""
+    with ctx.db.write() as session:
+        pump = visible_pump(session, principal, pump_id)
+        if pump.decommissioned_at is not None:
+            raise ApiError(409, "pump_id", pump_id, "is already decommissioned")
+        pump.decommissioned_at = ctx.now()
+        pump.decommissioned_serial, pump.serial = pump.serial, f"~{pump.id}"
+        ctx.audit(
+            session,
+            principal.username,
+            "pump.decommission",
+            f"pump:{pump_id}",
+            serial=pump.decommissioned_serial,
+            key_id=pump.key_id,
+        )
+        ctx.bus.publish(
+            session, {"type": "pump_decommissioned", "pump_id": pump_id, "unit": pump.unit}
+        )

@@ -59,7 +59,8 @@ def pump_view(
     gaps = pump.gaps or []
     return {
         "id": pump.id,
-        "serial": pump.serial,
+        "serial": pump.decommissioned_serial or pump.serial,
+        "decommissioned_at": iso(pump.decommissioned_at),
         "model": pump.model,
         "kind": pump.kind,
         "unit": pump.unit,
