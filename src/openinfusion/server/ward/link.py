@@ -146,6 +146,8 @@ class PumpLink:
         self.guard = ReplayGuard(outbox, monotonic=monotonic, wall=wall)
         self._rng = random.Random(seed)
         self._wake = asyncio.Event()
+        self._records: list[tuple[str, dict[str, Any]]] = []
+        self._flush_scheduled = False
         self.connected = False
         self._lost_since: float | None = monotonic()
         self.stats = {"connects": 0, "sent": 0, "acked": 0, "commands": 0, "failures": 0}
@@ -169,21 +171,37 @@ class PumpLink:
 
     # ---- outgoing ------------------------------------------------------------------------
 
-    def queue(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Sign and store an envelope in the outbox (durably), then wake the sender."""
-        frame = self.outbox.append(
-            kind,
-            lambda seq: build_envelope(
+    def _builder(self, kind: str, body: dict[str, Any]) -> Callable[[int], dict[str, Any]]:
+        plain = jsonable(body)
+
+        def build(seq: int) -> dict[str, Any]:
+            return build_envelope(
                 self.outbox.key,
                 type=kind,
                 pump_id=self.pump_id,
                 seq=seq,
-                body=jsonable(body),
+                body=plain,
                 sent_at=self.wall(),
-            ),
-        )
+            )
+
+        return build
+
+    def queue(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Sign and store an envelope in the outbox (durably), then wake the sender. Pump
+        records waiting to be stored go first, so the order of seqs is the order of things."""
+        self.flush_records()
+        frame = self.outbox.append(kind, self._builder(kind, body))
         self._wake.set()
         return frame
+
+    def flush_records(self) -> None:
+        """Store the pump records gathered since the last flush, in one transaction."""
+        self._flush_scheduled = False
+        if not self._records:
+            return
+        items, self._records = self._records, []
+        self.outbox.append_many([(kind, self._builder(kind, body)) for kind, body in items])
+        self._wake.set()
 
     def on_record(self, record: Record) -> None:
         """Device listener: every record goes out as an ``alarm`` or ``event`` envelope."""
@@ -208,7 +226,15 @@ class PumpLink:
             )
             if record.kind in ("alarm_silenced", "alarm_acknowledged"):
                 body["state"] = record.kind.removeprefix("alarm_")
-        self.queue(kind, body)
+        # Records come in bursts while the engine runs to a new time: they are stored
+        # together once it returns (one transaction, one fsync), always before sending.
+        self._records.append((kind, body))
+        if not self._flush_scheduled:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush_records)
+                self._flush_scheduled = True
+            except RuntimeError:  # no event loop: store at once
+                self.flush_records()
 
     def queue_status(self) -> None:
         self.queue("status", self.bedside.status_body())
@@ -282,7 +308,9 @@ class PumpLink:
 
     async def _connect_once(self, stop: asyncio.Event) -> None:
         url = ws_url(self.enrolment.server_url)
-        async with connect(url, open_timeout=10, max_size=2**20, ping_interval=None) as ws:
+        async with connect(
+            url, open_timeout=10, close_timeout=2, max_size=2**20, ping_interval=None
+        ) as ws:
             last_stored = await self._handshake(ws)
             self.connected = True
             self._lost_since = None

@@ -130,6 +130,28 @@ class Outbox:
             self._set_meta("next_seq", str(seq + 1))
         return frame
 
+    def append_many(
+        self, items: Sequence[tuple[str, Callable[[int], dict[str, Any]]]]
+    ) -> list[dict[str, Any]]:
+        """:meth:`append` for several envelopes in one transaction (one fsync), in order."""
+        frames: list[dict[str, Any]] = []
+        with self._tx():
+            seq = self.next_seq
+            for kind, build in items:
+                frame = build(seq)
+                if frame.get("seq") != seq:
+                    raise InputError(
+                        "seq", frame.get("seq"), f"must be the outbox's next seq {seq}"
+                    )
+                self._db.execute(
+                    "INSERT INTO outbox (seq, type, frame) VALUES (?, ?, ?)",
+                    (seq, kind, json.dumps(frame, separators=(",", ":"), ensure_ascii=False)),
+                )
+                frames.append(frame)
+                seq += 1
+            self._set_meta("next_seq", str(seq))
+        return frames
+
     def ack(self, seq: int) -> int:
         """The server stored everything up to ``seq``: delete it; returns how many rows."""
         if seq >= self.next_seq:

@@ -145,6 +145,10 @@ class Ward:
             for name, serial, rng in plan:
                 outbox = Outbox(o.data_dir / serial)
                 pump = build_pump(name, serial, rng, o.data_dir / serial / "journal.db")
+                if pump.device.checkpoint_s is not None:
+                    # A journal checkpoint at least every wall second (every minute of
+                    # pump time at 60x): faster time would make it thousands of fsyncs.
+                    pump.device.checkpoint_s = max(60.0, o.speed)
                 if outbox.enrolment() is None:
                     if tokens:
                         token = tokens.pop(0)
@@ -217,6 +221,8 @@ class Ward:
         finally:
             self.stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for wp in self.pumps:  # records of the last moments are kept for next time
+                wp.link.flush_records()
         return self.summary(time.monotonic() - started, time.process_time() - cpu_started)
 
     def summary(self, wall_s: float, cpu_s: float = 0.0) -> dict[str, Any]:
