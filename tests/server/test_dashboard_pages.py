@@ -142,6 +142,18 @@ def test_pump_detail_charts_rate_and_volume(
         "VTBI complete"
     )
     screenshot(desktop, "pump-detail-desktop")
+    # A new report extends the open chart without a reload (only newer messages are fetched).
+    bed.status(
+        [
+            channel(1, "heparin", rate_ml_h=12.0, infused_ml=sum(RATES) / 6,
+                    vtbi_left_ml=250 - sum(RATES) / 6, dose=15, dose_unit="units/kg/h"),
+            channel(2, "cefazolin", rate_ml_h=100, infused_ml=23, vtbi_left_ml=77),
+        ]
+    )  # fmt: skip
+    expect(desktop.locator("svg.chart polyline.s-rate")).to_have_attribute(
+        "points",
+        re.compile(r"^(\S+ ){12}\S+$"),  # 7 reports drawn as steps: 13 points
+    )
     desktop.click("button.tab[data-channel='2']")
     expect(desktop.locator("button.tab[data-channel='2']")).to_have_attribute(
         "aria-selected", "true"
@@ -149,7 +161,7 @@ def test_pump_detail_charts_rate_and_volume(
     # The VTBI-complete alarm of channel 2 marks both of its charts, in medium yellow.
     expect(desktop.locator("svg.chart line.chart-marker.marker-medium")).to_have_count(2)
     channel_2 = points(desktop, "svg.chart polyline.s-rate")
-    assert len(channel_2) == 2 * len(RATES) - 1
+    assert len(channel_2) == 2 * (len(RATES) + 1) - 1  # seven reports
     assert len({y for _, y in channel_2}) == 1  # channel 2 ran at one rate
 
 

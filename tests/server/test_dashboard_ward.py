@@ -288,6 +288,7 @@ def test_audit_trail_shows_who_acknowledged_and_the_chain_verifies(
     desktop.click("#nav a[data-page='audit']")
     expect(desktop.locator(".notice-na")).to_contain_text("not permitted")
     desktop.click("#logout")
+    expect(desktop.locator("form.login")).to_be_visible()  # the page reloaded, memory cleared
 
     login(desktop, dash_server, "admin")
     desktop.click("#nav a[data-page='audit']")

@@ -36,7 +36,9 @@ function draw(reason) {
   const { name, arg, root } = page;
   const fresh = reason !== "tick";
   if (name === "ward") renderWard(root);
-  else if (name === "pump" && arg) renderPump(root, arg, { fresh });
+  else if (name === "pump" && arg) {
+    if (fresh) renderPump(root, arg);
+  }
   else if (name === "alarms") (reason === "store" ? refreshAlarms(root) : renderAlarms(root));
   else if (name === "library") renderLibrary(root, { reload: reason === "navigate" });
   else if (name === "remote") renderRemote(root, { fresh });
@@ -121,7 +123,9 @@ subscribe(() => {
   soundCheck();
   draw("store");
 });
-onSessionEnd(showLogin);
+// A session that ends (logout, expiry, revoked token) reloads the page: nothing the last
+// user saw stays in memory on a shared ward computer.
+onSessionEnd(() => location.reload());
 window.addEventListener("hashchange", navigate);
 soundButton.addEventListener("click", () => {
   setSound(!soundEnabled());

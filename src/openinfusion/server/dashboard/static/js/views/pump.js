@@ -56,17 +56,24 @@ export function history(messages, channel) {
 }
 
 const MESSAGE_PAGE = 1000;
-const RELOAD_MS = 2000;
+const RELOAD_MS = 1000;
 
 const view = { pumpId: null, channel: null, messages: null, messagesAvailable: true, loadedAt: 0 };
 
-/** The pump's latest stored messages (the API pages upwards from after_seq, 1000 at most). */
-export async function recentMessages(pump, count = MESSAGE_PAGE) {
-  const after = Math.max(0, Number(pump.last_seq || 0) - count);
+/**
+ * The pump's latest stored messages (the API pages upwards from after_seq, 1000 at most).
+ * Given the messages already held, only newer ones are fetched and the last 1000 kept.
+ */
+export async function recentMessages(pump, held = null, count = MESSAGE_PAGE) {
+  const newest = held && held.length ? Number(held[held.length - 1].seq) : null;
+  const after = newest !== null ? newest : Math.max(0, Number(pump.last_seq || 0) - count);
   const got = await optional(
     `/api/pumps/${encodeURIComponent(pump.id)}/messages?after_seq=${after}&limit=${count}`,
   );
-  return { available: got.available, reason: got.reason, messages: got.available ? listOf(got.data, "messages") : [] };
+  const fresh = got.available ? listOf(got.data, "messages") : [];
+  const messages =
+    newest !== null ? [...held, ...fresh.filter((m) => Number(m.seq) > newest)].slice(-count) : fresh;
+  return { available: got.available, reason: got.reason, messages };
 }
 
 async function loadInfusions(pump) {
@@ -109,7 +116,7 @@ async function loadMessages(pump) {
   await loadInfusions(pump).catch(() => {
     view.infusions = null;
   });
-  const got = await recentMessages(pump);
+  const got = await recentMessages(pump, view.messages);
   view.messagesAvailable = got.available;
   view.reason = got.reason;
   view.messages = got.messages;
@@ -218,29 +225,64 @@ function render(root, pump) {
   }
 }
 
-/** Render the pump page; `fresh` reloads its message history (a new record arrived). */
-export async function renderPump(root, pumpId, { fresh = true } = {}) {
-  if (view.pumpId !== pumpId) {
-    Object.assign(view, { pumpId, channel: null, messages: null, messagesAvailable: true, loadedAt: 0, infusions: undefined });
+// One load at a time; a change that arrives while loading, or sooner than RELOAD_MS after
+// the last load, is not dropped but loaded when its turn comes.
+let loading = null;
+let pending = false;
+let timer = null;
+
+function schedule() {
+  if (loading) {
+    pending = true;
+    return;
   }
+  const wait = view.loadedAt + RELOAD_MS - Date.now();
+  if (view.messages !== null && wait > 0) {
+    clearTimeout(timer);
+    timer = setTimeout(schedule, wait);
+    return;
+  }
+  loading = load(view.pumpId).finally(() => {
+    loading = null;
+    if (pending) {
+      pending = false;
+      schedule();
+    }
+  });
+}
+
+async function load(pumpId) {
   let pump;
   try {
     pump = await request(`/api/pumps/${encodeURIComponent(pumpId)}`);
   } catch (err) {
-    replace(root, h("p", { class: "crumbs" }, h("a", { href: "#/ward" }, "← Ward")), notice("error", `Pump ${pumpId}: ${err.message}`));
+    if (view.pumpId === pumpId) {
+      replace(view.root, h("p", { class: "crumbs" }, h("a", { href: "#/ward" }, "← Ward")), notice("error", `Pump ${pumpId}: ${err.message}`));
+    }
     return;
   }
-  if (view.messages === null) render(root, pump);
-  if ((fresh && Date.now() - view.loadedAt >= RELOAD_MS) || view.messages === null) {
-    try {
-      await loadMessages(pump);
-    } catch (err) {
-      view.messages = [];
-      view.loadedAt = Date.now();
-      render(root, pump);
-      root.append(notice("error", `History: ${err.message}`));
-      return;
+  if (view.pumpId !== pumpId) return;
+  if (view.messages === null) render(view.root, pump);
+  try {
+    await loadMessages(pump);
+  } catch (err) {
+    view.messages = view.messages || [];
+    view.loadedAt = Date.now();
+    if (view.pumpId === pumpId) {
+      render(view.root, pump);
+      view.root.append(notice("error", `History: ${err.message}`));
     }
+    return;
   }
-  if (view.pumpId === pumpId) render(root, pump);
+  if (view.pumpId === pumpId) render(view.root, pump);
+}
+
+/** Show the pump page in `root` and bring it up to date (a new record arrived). */
+export function renderPump(root, pumpId) {
+  if (view.pumpId !== pumpId) {
+    clearTimeout(timer);
+    Object.assign(view, { pumpId, channel: null, messages: null, messagesAvailable: true, loadedAt: 0, infusions: undefined });
+  }
+  view.root = root;
+  schedule();
 }

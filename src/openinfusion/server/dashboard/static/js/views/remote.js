@@ -23,7 +23,7 @@ const KIND_TITLE = {
 };
 const BIN_MIN = 60;
 
-const view = { messages: new Map(), available: true, reason: null, loading: false };
+const view = { messages: new Map(), available: true, reason: null, loading: false, pending: false, root: null };
 
 /** The patient readings a pump reports in its status (``body.patient``), or {}. */
 export function patientOf(body) {
@@ -219,7 +219,8 @@ async function loadAll(pumps) {
   view.loading = true;
   for (const pump of pumps) {
     if (pump.kind === "ambulatory") continue;
-    const got = await recentMessages(pump).catch(() => ({ available: true, messages: [] }));
+    const held = view.messages.get(pump.id) || null;
+    const got = await recentMessages(pump, held).catch(() => ({ available: true, reason: null, messages: held || [] }));
     view.available = got.available;
     view.reason = got.reason;
     if (got.available) view.messages.set(pump.id, got.messages);
@@ -228,12 +229,18 @@ async function loadAll(pumps) {
 }
 
 export async function renderRemote(root, { fresh = true } = {}) {
-  const pumps = store.pumps.filter((p) => HOME_KINDS.has(p.kind));
-  draw(root, pumps);
-  if (fresh && !view.loading) {
-    await loadAll(pumps);
-    draw(root, pumps);
+  view.root = root;
+  draw(root, store.pumps.filter((p) => HOME_KINDS.has(p.kind)));
+  if (!fresh) return;
+  if (view.loading) {
+    view.pending = true; // load again once the current load ends, never drop a change
+    return;
   }
+  do {
+    view.pending = false;
+    await loadAll(store.pumps.filter((p) => HOME_KINDS.has(p.kind)));
+    draw(view.root, store.pumps.filter((p) => HOME_KINDS.has(p.kind)));
+  } while (view.pending);
 }
 
 function draw(root, pumps) {
