@@ -92,17 +92,20 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``openinfusion serve`` in its own process (SQLite in the data dir, or ``db``)."""
+    """The ``serve`` command in its own process (SQLite in the data dir, or ``db``)."""
 
     def __init__(self, data_dir: Path, db: str | None = None, port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/api/gateway/ws"
-        args = ["serve", "--port", str(self.port), "--data-dir", str(data_dir)]
+        args = ["--port", str(self.port), "--data-dir", str(data_dir)]
         if db is not None:
             args += ["--db", db]
+        # The serve command itself, without importing every other command of the CLI
+        # (trial and controller modules take seconds to import on a loaded machine).
         entry = (
-            "import sys; from openinfusion.cli.main import run; sys.argv[0] = 'openinfusion'; run()"
+            "import typer; from openinfusion.cli.server_cmd import serve_command; "
+            "typer.run(serve_command)"
         )
         self.proc = subprocess.Popen(
             [sys.executable, "-c", entry, *args],
