@@ -185,7 +185,17 @@ def test_alarm_shows_by_priority_and_is_acknowledged(
     desktop.click("#nav a[data-page='alarms']")
     row = desktop.locator(f"tr[data-alarm-id='{occlusion['id']}']")
     expect(row).to_contain_text("Occlusion downstream")
-    row.locator("button.ack").click()
+    # A keyboard user on the Acknowledge button keeps the focus when the list is redrawn.
+    ack = row.locator("button.ack")
+    ack.focus()
+    ack.evaluate("el => { el.drawnBefore = true; }")
+    pump.status([channel(1, "heparin", rate_ml_h=0, infused_ml=40, vtbi_left_ml=210)])
+    desktop.wait_for_function(
+        "id => !document.querySelector(`button.ack[data-alarm-id='${id}']`).drawnBefore",
+        arg=occlusion["id"],
+    )
+    assert desktop.evaluate("document.activeElement.dataset.alarmId") == str(occlusion["id"])
+    ack.click()
     expect(row.locator(".ack-note")).to_contain_text(f"{dash_server.user('nurse')} at")
     stored = next(
         a for a in dash_server.get("nurse", "/api/alarms?active=true") if a["id"] == occlusion["id"]

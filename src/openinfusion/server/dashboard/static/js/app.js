@@ -2,7 +2,7 @@
 // open page current from the event stream or the 5-s poll.
 
 import { logout, onSessionEnd, request, session } from "./api.js";
-import { h, replace } from "./dom.js";
+import { h, keepingFocus, replace } from "./dom.js";
 import { liveMode, startLive, stopLive } from "./events.js";
 import { dueBurst, playBurst, setSound, soundEnabled } from "./sound.js";
 import { refresh, store, subscribe } from "./store.js";
@@ -35,7 +35,7 @@ function draw(reason) {
   if (!page) return;
   const { name, arg, root } = page;
   const fresh = reason !== "tick";
-  if (name === "ward") renderWard(root);
+  if (name === "ward") keepingFocus(root, () => renderWard(root));
   else if (name === "pump" && arg) {
     if (fresh) renderPump(root, arg);
   }

@@ -44,6 +44,30 @@ export function replace(el, ...children) {
   return el;
 }
 
+/**
+ * Run `render` (which rebuilds part of the page) without losing the keyboard focus: the
+ * element that had it is found again by its tag, classes and data attributes.
+ */
+export function keepingFocus(root, render) {
+  const active = document.activeElement;
+  let selector = null;
+  if (active && active.id && root.contains(active)) {
+    selector = `#${CSS.escape(active.id)}`;
+  } else if (active && active !== document.body && root.contains(active) && Object.keys(active.dataset).length) {
+    const classes = [...active.classList].map((c) => `.${CSS.escape(c)}`).join("");
+    const data = Object.entries(active.dataset)
+      .map(([k, v]) => `[data-${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}="${CSS.escape(v)}"]`)
+      .join("");
+    selector = `${active.tagName.toLowerCase()}${classes}${data}`;
+  }
+  const result = render();
+  if (selector) {
+    const again = root.querySelector(selector);
+    if (again) again.focus({ preventScroll: true });
+  }
+  return result;
+}
+
 const NUMBER = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
 // Clinical records read in 24-hour time.
 const TIME = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });

@@ -3,7 +3,7 @@
 // alarm; it never silences or clears the pump's own alarm.
 
 import { listOf, request } from "../api.js";
-import { dateTime, h, replace } from "../dom.js";
+import { dateTime, h, keepingFocus, replace } from "../dom.js";
 import { priorityRank, pumpById, pumpLabel, refresh, store } from "../store.js";
 import { codeText, notice, priorityBadge } from "./common.js";
 
@@ -63,6 +63,10 @@ async function loadHistory() {
 }
 
 export function renderAlarms(root) {
+  keepingFocus(root, () => drawAlarms(root));
+}
+
+function drawAlarms(root) {
   const rerender = () => renderAlarms(root);
   const source = view.showAll ? view.history || [] : store.alarms;
   const alarms = [...source].sort(
