@@ -16,22 +16,197 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 from openinfusion.errors import InputError
-from openinfusion.server.ward.pumps import (
-    Action,
-    Profile,
-    ScenarioPump,
-    SimPump,
-    _icu_sedation,
-    _icu_vasopressor,
-    _lvp_fluids,
-    _oncology_5fu,
-    _pca_demands,
-    _pca_morphine,
-    _picu_dopamine,
-    _some_fault,
-)
+from openinfusion.server.ward.pumps import Action, Profile, ScenarioPump, SimPump
+
+# ---- happenings ------------------------------------------------------------------------------
+
+
+def _fault_cycle(
+    rng: random.Random, fault: str, clear: str | None, channel: int = 0, **args: Any
+) -> list[tuple[float, str, Action]]:
+    """A fault some time in the first hours, then a nurse 2–6 min later."""
+    t = rng.uniform(10 * 60, 3 * 3600)
+    back = t + rng.uniform(120, 360)
+    return [
+        (t, f"fault {fault}", lambda p: p.fault(channel, fault, **args)),
+        (back, f"nurse after {fault}", lambda p: p.nurse_restores(channel, clear)),
+    ]
+
+
+def _battery_cycle(rng: random.Random) -> list[tuple[float, str, Action]]:
+    """A worn battery drains fast until someone plugs the pump in."""
+    t = rng.uniform(5 * 60, 2 * 3600)
+    return [
+        (t, "battery wear", lambda p: p.fault(0, "battery_drain", extra_ma=3000.0)),
+        (t + rng.uniform(2400, 3000), "plugged in", lambda p: p.device.set_mains(True)),
+    ]
+
+
+def _some_fault(rng: random.Random, channel: int = 0) -> list[tuple[float, str, Action]]:
+    roll = rng.random()
+    if roll < 0.35:
+        return _fault_cycle(rng, "occlusion", "clear_occlusion", channel)
+    if roll < 0.55:
+        return _fault_cycle(rng, "air", "clear_air", channel, volume_ul=400.0)
+    if roll < 0.7:
+        return _battery_cycle(rng)
+    return []
+
+
+def _pca_demands(rng: random.Random) -> list[tuple[float, str, Action]]:
+    """Demands as a Poisson process (mean one every 20 min), more in the first hours."""
+    out: list[tuple[float, str, Action]] = []
+    t = 0.0
+    while t < 24 * 3600:
+        mean = 12 * 60 if t < 4 * 3600 else 30 * 60
+        t += rng.expovariate(1.0 / mean)
+        out.append((t, "PCA demand", _demand))
+    return out + _some_fault(rng)
+
+
+def _demand(pump: SimPump) -> None:
+    pump.device.demand(0)
+
+
+# ---- profiles --------------------------------------------------------------------------------
+
+
+def _weight(rng: random.Random, low: float = 55, high: float = 110) -> str:
+    return f"{round(rng.uniform(low, high))} kg"
+
+
+def _icu_vasopressor(rng: random.Random) -> dict[str, Any]:
+    drug = rng.choice(["norepinephrine", "dopamine"])
+    program = (
+        {
+            "drug": "norepinephrine",
+            "concentration": "16 mg/250 mL",
+            "dose": f"{rng.choice([0.05, 0.08, 0.1, 0.15])} mcg/kg/min",
+        }
+        if drug == "norepinephrine"
+        else {
+            "drug": "dopamine",
+            "concentration": "800 mg/250 mL",
+            "dose": f"{rng.choice([3, 5, 8])} mcg/kg/min",
+        }
+    )
+    return {
+        "care_area": "Adult ICU",
+        "patient": {"weight": _weight(rng)},
+        "pump": {"kind": "syringe", "syringe_ml": 50},
+        "duration": "72 h",
+        "program": {"therapy": "continuous", **program},
+    }
+
+
+def _icu_sedation(rng: random.Random) -> dict[str, Any]:
+    drug = rng.choice(["propofol", "dexmedetomidine"])
+    program = (
+        {
+            "drug": "propofol",
+            "concentration": "10 mg/mL",
+            "dose": f"{rng.choice([15, 25, 35])} mcg/kg/min",
+        }
+        if drug == "propofol"
+        else {
+            "drug": "dexmedetomidine",
+            "concentration": "400 mcg/100 mL",
+            "dose": f"{rng.choice([0.3, 0.5, 0.7])} mcg/kg/h",
+        }
+    )
+    return {
+        "care_area": "Adult ICU",
+        "patient": {"weight": _weight(rng)},
+        "pump": {"kind": "syringe", "syringe_ml": 50},
+        "duration": "72 h",
+        "program": {"therapy": "continuous", **program},
+    }
+
+
+def _pca_morphine(rng: random.Random) -> dict[str, Any]:
+    return {
+        "care_area": "Adult Med-Surg",
+        "patient": {"weight": _weight(rng)},
+        "pump": {"kind": "pca"},
+        "duration": "72 h",
+        "program": {
+            "therapy": "pca",
+            "drug": "morphine",
+            "concentration": "1 mg/mL",
+            "demand_dose": "1 mg",
+            "lockout": "10 min",
+            "limit_4h": "10 mg",
+        },
+    }
+
+
+def _lvp_fluids(rng: random.Random) -> dict[str, Any]:
+    return {
+        "override_reason": "maintenance fluid, no drug",
+        "care_area": "Adult ICU",
+        "patient": {"weight": _weight(rng)},
+        "pump": {"kind": "lvp", "channels": 2},
+        "duration": "72 h",
+        "programs": [
+            {
+                "channel": 0,
+                "program": {
+                    "therapy": "continuous",
+                    "rate": f"{rng.choice([75, 100, 125])} mL/h",
+                    "vtbi": "1000 mL",
+                },
+            },
+            {
+                "channel": 1,
+                "program": {
+                    "therapy": "intermittent",
+                    "drug": "piperacillin-tazobactam",
+                    "concentration": "4.5 g/100 mL",
+                    "dose": "4.5 g",
+                    "every": "6 h",
+                    "over": "30 min",
+                },
+            },
+        ],
+    }
+
+
+def _oncology_5fu(rng: random.Random) -> dict[str, Any]:
+    """mFOLFOX6's 46-hour 5-FU at home on an ambulatory pump (2400 mg/m2, BSA dosing)."""
+    return {
+        "care_area": "Oncology",
+        "patient": {"weight": _weight(rng, 50, 95), "height": f"{round(rng.uniform(155, 190))} cm"},
+        "pump": {"kind": "ambulatory", "reservoir_ml": 250},
+        "duration": "72 h",
+        "program": {
+            "therapy": "intermittent",
+            "drug": "fluorouracil",
+            "therapy_name": "46-hour ambulatory infusion",
+            "concentration": "50 mg/mL",
+            "dose": "2400 mg/m2",
+            "every": "14 d",
+            "over": "46 h",
+            "doses": 1,
+        },
+    }
+
+
+def _picu_dopamine(rng: random.Random) -> dict[str, Any]:
+    return {
+        "care_area": "PICU",
+        "patient": {"weight": _weight(rng, 8, 30)},
+        "pump": {"kind": "syringe", "syringe_ml": 50},
+        "duration": "72 h",
+        "program": {
+            "therapy": "continuous",
+            "drug": "dopamine",
+            "concentration": "1600 mcg/mL",
+            "dose": f"{rng.choice([3, 5, 7])} mcg/kg/min",
+        },
+    }
 
 
 def _insulin_bed(profile: Profile, serial: str, rng: random.Random) -> SimPump:
