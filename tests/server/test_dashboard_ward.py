@@ -208,7 +208,7 @@ def test_alarm_shows_by_priority_and_is_acknowledged(
     expect(row).to_have_count(0)
 
 
-def test_polls_every_5_s_when_the_event_stream_is_down(
+def test_polls_every_5_s_while_the_event_stream_is_down_then_goes_live_again(
     dash_server: DashServer, desktop: Page
 ) -> None:
     desktop.route("**/api/events", lambda route: route.abort())
@@ -229,6 +229,9 @@ def test_polls_every_5_s_when_the_event_stream_is_down(
         ]
     )
     expect(card(desktop, pump.pump_id).locator(".rate")).to_have_text("12 mL/h", timeout=8_000)
+    # The stream comes back: the page returns to it (it retries every 10 s) and goes live.
+    desktop.unroute("**/api/events")
+    expect(desktop.locator("#live")).to_have_text("Live", timeout=12_000)
 
 
 def test_c14_text_from_pumps_is_shown_as_text(dash_server: DashServer, desktop: Page) -> None:
