@@ -175,3 +175,19 @@ def test_insecure_data_dir_refused(tmp_path: Path) -> None:
     fresh = tmp_path / "new" / "dir"
     create_app(Settings(data_dir=fresh))
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+
+
+def test_c19_sprayed_usernames_do_not_pile_up(client: TestClient, clock: FakeClock) -> None:
+    """Counters of usernames that stopped failing are forgotten once they no longer block,
+    so spraying random usernames cannot grow the throttle table without bound."""
+    from sqlalchemy import func, select
+
+    from openinfusion.server.models import LoginThrottle
+
+    for i in range(10):
+        assert _try(client, f"sprayed-{i}", "x" * 12)[0] == 401
+        clock.advance(901)  # past the back-off cap: the counter neither blocks nor counts
+    ctx = client.app.state.ctx
+    with ctx.db.read() as s:
+        rows = s.scalar(select(func.count()).select_from(LoginThrottle))
+    assert rows <= 2  # the last username and the address

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -63,6 +63,23 @@ def record_failure(
         if row.failures >= free:
             delay = min(cap_s, 2.0 ** (row.failures - free + 1))
             row.blocked_until = now + timedelta(seconds=delay)
+
+
+def purge_stale(session: Session, now: datetime, cap_s: float) -> int:
+    """Forget counters neither blocking nor recent, so sprayed usernames cannot grow the
+    table without bound (C-19). Rows another transaction holds are skipped, never waited
+    for, so this can run beside logins on any number of processes."""
+    stale = now - timedelta(seconds=cap_s)
+    keys = (
+        select(LoginThrottle.key)
+        .where(
+            LoginThrottle.last_failure_at < stale,
+            (LoginThrottle.blocked_until.is_(None)) | (LoginThrottle.blocked_until <= now),
+        )
+        .with_for_update(skip_locked=True)
+    )
+    result = session.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(keys)))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def record_success(session: Session, username: str, now: datetime) -> None:

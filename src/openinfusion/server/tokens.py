@@ -12,7 +12,7 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from openinfusion.server.models import ApiToken, User
@@ -66,3 +66,8 @@ def revoke_all_for(session: Session, user_id: int, now: datetime) -> None:
         .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
         .values(revoked_at=now)
     )
+
+
+def purge_expired(session: Session, now: datetime, keep_s: float = 86400.0) -> None:
+    """Delete tokens expired more than ``keep_s`` ago (they can never be used again)."""
+    session.execute(delete(ApiToken).where(ApiToken.expires_at < now - timedelta(seconds=keep_s)))

@@ -6,11 +6,13 @@ C-13); an unknown user still costs one Argon2 verification so timing does not te
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from openinfusion.security import hash_password, needs_rehash, verify_password
 from openinfusion.security.passwords import dummy_hash
@@ -25,9 +27,10 @@ from openinfusion.server.api.deps import (
 from openinfusion.server.api.errors import ApiError
 from openinfusion.server.context import ServerContext
 from openinfusion.server.models import User
-from openinfusion.server.tokens import issue_token, revoke_token
+from openinfusion.server.tokens import issue_token, purge_expired, revoke_token
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
+log = logging.getLogger(__name__)
 
 BAD_LOGIN = "invalid username or password"
 
@@ -87,6 +90,7 @@ def login(
             ctx.audit(
                 session, row.username, "login.success", f"user:{row.username}", address=address
             )
+    _housekeeping(ctx, failed=not good or user is None)
     if not good or user is None:
         raise ApiError(401, "credentials", None, BAD_LOGIN, {"WWW-Authenticate": "Bearer"})
     return {
@@ -94,6 +98,19 @@ def login(
         "token_type": "bearer",
         "expires_in": ctx.settings.token_lifetime_s,
     }
+
+
+def _housekeeping(ctx: ServerContext, failed: bool) -> None:
+    """Best effort, in its own transaction: stale login counters after a failure, long
+    expired tokens after a success."""
+    try:
+        with ctx.db.write() as session:
+            if failed:
+                throttle.purge_stale(session, ctx.now(), ctx.settings.login_backoff_cap_s)
+            else:
+                purge_expired(session, ctx.now())
+    except SQLAlchemyError:  # the login itself is already decided and recorded
+        log.warning("login housekeeping skipped", exc_info=True)
 
 
 @router.post("/logout", status_code=204)
