@@ -211,3 +211,41 @@ def test_postgres_store_takes_64_bit_seqs_and_matches_the_models(pg_url: str) ->
             assert pump is not None and pump.last_seq == big and pump.gaps == [[1, big - 1]]
     finally:
         db.dispose()
+
+
+def test_listener_survives_a_lost_connection_and_says_resync(pg_url: str) -> None:
+    """If PostgreSQL drops the LISTEN connection, the bus reconnects, tells its readers to
+    re-read (notifications sent meanwhile are lost) and delivers later events again."""
+    import asyncio
+
+    from openinfusion.server.db import Database
+    from openinfusion.server.events import PostgresBus
+
+    db = Database(pg_url)
+    name = pg_url.rsplit("/", 1)[1]
+
+    async def scenario() -> list[dict[str, Any]]:
+        bus = PostgresBus(pg_url)
+        await bus.start()
+        sub = bus.subscribe()
+        try:
+            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+                killed = admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND query ILIKE 'LISTEN%%'",
+                    (name,),
+                ).fetchall()
+            assert killed, "no listening backend found"
+            got = [await asyncio.wait_for(sub.queue.get(), 15)]
+            with db.write() as s:
+                bus.publish(s, {"type": "after_reconnect"})
+            got.append(await asyncio.wait_for(sub.queue.get(), 15))
+            return got
+        finally:
+            await bus.stop()
+
+    try:
+        events = asyncio.run(scenario())
+    finally:
+        db.dispose()
+    assert [e["type"] for e in events] == ["resync", "after_reconnect"]

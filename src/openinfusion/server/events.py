@@ -139,16 +139,20 @@ class PostgresBus(_Fanout):
         session.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": _encode(event)})
 
     def _listen(self) -> None:
+        reconnecting = False
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._conninfo, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._listening.set()
+                    if reconnecting:  # notifications sent meanwhile are lost: say so
+                        self.dispatch({"type": "resync"})
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
                             self.dispatch(json.loads(note.payload))
             except psycopg.Error as exc:  # reconnect: a restart of PostgreSQL is survivable
                 log.warning("event listener lost its connection (%s); reconnecting", exc)
+                reconnecting = True
                 self._stop.wait(1.0)
 
 

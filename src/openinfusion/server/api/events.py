@@ -78,9 +78,11 @@ async def events(
                         return
                     yield b": keepalive\n\n"
                     continue
-                if sub.lagging:
+                if sub.lagging or ev.get("type") == "resync":
                     sub.lagging = False
                     yield b"event: resync\ndata: {}\n\n"
+                    if ev.get("type") == "resync":
+                        continue
                 if visible(principal, ev):
                     yield f"data: {json.dumps(ev, separators=(',', ':'))}\n\n".encode()
         finally:
