@@ -330,3 +330,15 @@ def test_utc_text_round_trip() -> None:
     when = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=UTC)
     assert utc_text(when) == "2026-03-29T01:30:15.123Z"
     assert parse_utc("t", utc_text(when)) == when.replace(microsecond=123000)
+
+
+@pytest.mark.parametrize("field", ["sig", "nonce"])
+@pytest.mark.parametrize("value", ["!!!not base64", 42, "", "AAAA"])
+def test_broken_base64_is_a_frame_rejection(field: str, value: object) -> None:
+    """Every malformed frame is a FrameRejected (the pump answers it), never another error."""
+    frame = dict(_command(), **{field: value})
+    with pytest.raises(FrameRejected):
+        verify_command(frame, SERVER_KEY.public_key(), pump_id="P-0001")
+    challenge = dict(build_challenge(SERVER_KEY), **{field: value})
+    with pytest.raises(FrameRejected):
+        verify_challenge(challenge, SERVER_KEY.public_key())

@@ -607,3 +607,35 @@ def test_f11_connections_cut_at_random_nothing_lost_nothing_twice(tmp_path: Path
             assert answered.count(command_id) <= 1
 
     _run(body)
+
+
+def test_c18_a_fault_applying_a_command_is_answered_and_the_link_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """C-18: a fault inside command handling is answered 'rejected', logged, and neither
+    the link nor the infusion stops."""
+
+    async def body(receiver: Receiver) -> None:
+        pump, _, link, _ = _pump(tmp_path, receiver)
+        real_apply = pump.bedside.apply
+
+        def broken(*args: Any) -> Any:
+            raise RuntimeError("fault injected")
+
+        async with _running(link):
+            await receiver.wait_for(lambda: "P-0001" in receiver.connections)
+            pump.bedside.apply = broken  # type: ignore[method-assign]
+            bad = _cmd("pause")
+            await receiver.send("P-0001", bad)
+            result = await _result_for(receiver, bad["command_id"])
+            assert result["outcome"] == "rejected" and "internal error" in result["reason"]
+            assert pump.device.channels[0].state is State.RUNNING
+            pump.bedside.apply = real_apply  # type: ignore[method-assign]
+            good = _cmd("pause")
+            await receiver.send("P-0001", good)
+            assert (await _result_for(receiver, good["command_id"]))["outcome"] == "accepted"
+            assert link.stats["connects"] == 1
+
+    with caplog.at_level("ERROR"):
+        _run(body)
+    assert any("failed" in r.getMessage() for r in caplog.records)

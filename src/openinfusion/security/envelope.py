@@ -15,6 +15,7 @@ seconds.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -191,9 +192,19 @@ def _check_fields(frame: Mapping[str, Any], expected: frozenset[str], kind: str)
         raise FrameRejected(kind, ", ".join(sorted(extra)), "unknown fields")
 
 
+def _b64(text: object, field: str) -> bytes:
+    """Base64 decoded, or :class:`FrameRejected` naming the field."""
+    try:
+        return b64decode(text, field)
+    except FrameRejected:
+        raise
+    except InputError as exc:
+        raise FrameRejected(exc.field, exc.value, exc.rule) from None
+
+
 def _check_sig(frame: Mapping[str, Any], key: PublicKey, kind: str) -> None:
     text = frame.get("sig")
-    sig = b64decode(text, f"{kind}.sig") if isinstance(text, str) else None
+    sig = _b64(text, f"{kind}.sig") if isinstance(text, str) else None
     if sig is None or len(sig) != _SIG_BYTES or b64encode(sig) != text:
         raise FrameRejected(f"{kind}.sig", _short(text), "is not a canonical base64 signature")
     if not verify(key, sig, _signed_bytes(frame)):
@@ -218,7 +229,7 @@ def _count(frame: Mapping[str, Any], field: str, kind: str, minimum: int) -> int
 
 def _nonce(frame: Mapping[str, Any], field: str, kind: str) -> bytes:
     text = frame.get(field)
-    raw = b64decode(text, f"{kind}.{field}")
+    raw = _b64(text, f"{kind}.{field}")
     if len(raw) != NONCE_BYTES or b64encode(raw) != text:
         raise FrameRejected(
             f"{kind}.{field}", _short(text), f"must be {NONCE_BYTES} bytes in canonical base64"
@@ -424,8 +435,6 @@ def verify_envelope(
 
 def envelope_digest(frame: Mapping[str, Any]) -> str:
     """Hex SHA-256 of what an envelope signs: equal for a faithful replay, differs otherwise."""
-    import hashlib
-
     return hashlib.sha256(_signed_bytes(frame)).hexdigest()
 
 

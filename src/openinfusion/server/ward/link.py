@@ -45,8 +45,8 @@ from openinfusion.security.envelope import (
     verify_command,
     verify_welcome,
 )
-from openinfusion.security.replay import CommandRefused, ReplayGuard
-from openinfusion.server.ward.bedside import Bedside, jsonable
+from openinfusion.security.replay import ReplayGuard
+from openinfusion.server.ward.bedside import Bedside, Outcome, jsonable
 from openinfusion.server.ward.outbox import Enrolment, Outbox
 
 log = logging.getLogger("openinfusion.ward.link")
@@ -248,24 +248,29 @@ class PumpLink:
         attempt = 0
         try:
             while not stop.is_set():
+                sessions = self.stats["connects"]
                 try:
                     await self._connect_once(stop)
-                    attempt = 0
                 except (
                     OSError,
                     ConnectionClosed,
                     InvalidHandshake,
                     InvalidURI,
                     HandshakeFailed,
-                    FrameRejected,
+                    InputError,
                     TimeoutError,
                 ) as exc:
                     self.stats["failures"] += 1
                     log.info("pump %s: link down (%s)", self.pump_id, exc)
+                except Exception:  # never let a link fault end the link: delivery goes on
+                    self.stats["failures"] += 1
+                    log.exception("pump %s: link fault", self.pump_id)
                 finally:
                     self._went_down()
                 if stop.is_set():
                     break
+                if self.stats["connects"] > sessions:
+                    attempt = 0  # a session was up: start the back-off again from the bottom
                 delay = min(self.backoff_max_s, self.backoff_min_s * 2**attempt)
                 attempt = min(attempt + 1, 16)
                 delay *= 0.5 + self._rng.random() / 2
@@ -285,26 +290,32 @@ class PumpLink:
         """Raise 'no communication' once the link is down long enough; expire pre-populated
         remote changes at their deadline (nothing remote waits for later)."""
         while not stop.is_set():
-            lost = self._lost_since
-            if (
-                not self.connected
-                and lost is not None
-                and self.monotonic() - lost >= self.no_comm_after_s
-            ):
-                self.bedside.set_no_communication(True)
-            for gone in self.bedside.expire_pending(self.guard):
-                self.queue(
-                    "command_result",
-                    command_result_body(
-                        gone.admission.command.command_id,
-                        "rejected",
-                        "not confirmed at the bedside before the command expired",
-                        channel=gone.channel + 1,
-                        action=gone.action,
-                    ),
-                )
+            try:
+                self._watch_once()
+            except Exception:  # the watchdog must outlive any fault
+                log.exception("pump %s: watchdog fault", self.pump_id)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
+
+    def _watch_once(self) -> None:
+        lost = self._lost_since
+        if (
+            not self.connected
+            and lost is not None
+            and self.monotonic() - lost >= self.no_comm_after_s
+        ):
+            self.bedside.set_no_communication(True)
+        for gone in self.bedside.expire_pending(self.guard):
+            self.queue(
+                "command_result",
+                command_result_body(
+                    gone.admission.command.command_id,
+                    "rejected",
+                    "not confirmed at the bedside before the command expired",
+                    channel=gone.channel + 1,
+                    action=gone.action,
+                ),
+            )
 
     async def _connect_once(self, stop: asyncio.Event) -> None:
         url = ws_url(self.enrolment.server_url)
@@ -402,12 +413,16 @@ class PumpLink:
         try:
             command = verify_command(frame, self.enrolment.server_key, pump_id=self.pump_id)
             admission = self.guard.admit(command)
-        except (FrameRejected, CommandRefused) as exc:
+        except InputError as exc:  # FrameRejected, CommandRefused
             body = command_result_body(
                 command_id, "rejected", exc.message, channel=channel, action=action
             )
             return self.queue("command_result", body)
-        outcome = self.bedside.apply(admission, self.guard)
+        try:
+            outcome = self.bedside.apply(admission, self.guard)
+        except Exception as exc:  # a fault in applying it: refused, and the pump goes on
+            log.exception("pump %s: command %s failed", self.pump_id, command.command_id)
+            outcome = Outcome("rejected", f"not applied: internal error ({type(exc).__name__})")
         body = command_result_body(
             command.command_id,
             outcome.outcome,
