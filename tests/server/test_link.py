@@ -639,3 +639,31 @@ def test_c18_a_fault_applying_a_command_is_answered_and_the_link_goes_on(
     with caplog.at_level("ERROR"):
         _run(body)
     assert any("failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_replaced_prepopulated_program_is_reported(tmp_path: Path) -> None:
+    """Every command gets a final answer: a pre-populated program replaced by a later one
+    is reported rejected with the reason; only the later one can be confirmed."""
+
+    async def body(receiver: Receiver) -> None:
+        pump, _, link, _ = _pump(tmp_path, receiver)
+        async with _running(link):
+            await receiver.wait_for(lambda: "P-0001" in receiver.connections)
+            stop = _cmd("stop")
+            await receiver.send("P-0001", stop)
+            await _result_for(receiver, stop["command_id"])
+            program = {"drug": "norepinephrine", "concentration": "16 mg/250 mL"}
+            first = _cmd("program", {**program, "dose": "0.05 mcg/kg/min"})
+            second = _cmd("program", {**program, "dose": "0.08 mcg/kg/min"})
+            await receiver.send("P-0001", first)
+            await _result_for(receiver, first["command_id"])
+            await receiver.send("P-0001", second)
+            await receiver.wait_for(
+                lambda: sum(r["command_id"] == first["command_id"] for r in _results(receiver)) == 2
+            )
+            link.confirm_at_bedside(1)
+        firsts = [r for r in _results(receiver) if r["command_id"] == first["command_id"]]
+        assert firsts[1]["outcome"] == "rejected" and "replaced" in firsts[1]["reason"]
+        assert pump.device.channels[0].rate_ml_h == pytest.approx(RATE_ML_H * 0.8)
+
+    _run(body)

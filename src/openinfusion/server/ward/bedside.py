@@ -93,6 +93,9 @@ class Bedside:
         self.installed = installed
         self.today = today
         self.pending: dict[int, Pending] = {}
+        # Pre-populated changes dropped by a later command (replaced, or the channel
+        # stopped), with the reason: the link reports each one to the server.
+        self.dropped: list[tuple[Pending, str]] = []
         self.held: set[int] = set()  # channels paused or stopped from the central station
         self.observe: Callable[[], dict[str, Any]] | None = None  # patient readings, if any
 
@@ -203,7 +206,7 @@ class Bedside:
             if cmd.action == "stop":
                 self.device.stop(index)
                 self.held.add(index)
-                self.pending.pop(index, None)
+                self._drop(index, "the channel was stopped remotely")
                 return Outcome("accepted", "stopped")
             if cmd.action == "titrate":
                 return self._titrate(index, cmd.params)
@@ -299,6 +302,7 @@ class Bedside:
                 return f"bolus {dose} ({volume:.4g} mL) started"
 
             apply = do_bolus
+        self._drop(index, f"replaced by command {cmd.command_id}")
         self.pending[index] = Pending(admission, cmd.action, index, apply)
         return Outcome(
             "awaiting_confirmation",
@@ -331,6 +335,11 @@ class Bedside:
             rate=text("rate", "mL/h") or text("rate_ml_h", "mL/h"),
             vtbi=text("vtbi", "mL") or text("vtbi_ml", "mL"),
         )
+
+    def _drop(self, index: int, reason: str) -> None:
+        old = self.pending.pop(index, None)
+        if old is not None:
+            self.dropped.append((old, reason))
 
     def confirm_at_bedside(self, index: int, guard: ReplayGuard) -> Outcome:
         """The clinician confirms the pre-populated change (only before its deadline)."""

@@ -431,7 +431,23 @@ class PumpLink:
             action=command.action,
             **outcome.extra,
         )
+        self._report_dropped()
         return self.queue("command_result", body)
+
+    def _report_dropped(self) -> None:
+        """A pre-populated change that a later command replaced is reported as rejected."""
+        dropped, self.bedside.dropped = self.bedside.dropped, []
+        for pending, reason in dropped:
+            self.queue(
+                "command_result",
+                command_result_body(
+                    pending.admission.command.command_id,
+                    "rejected",
+                    f"pre-populated change dropped: {reason}",
+                    channel=pending.channel + 1,
+                    action=pending.action,
+                ),
+            )
 
     def confirm_at_bedside(self, channel: int) -> dict[str, Any]:
         """A clinician confirms a pre-populated remote change on ``channel`` (from 1)."""
