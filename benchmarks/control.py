@@ -1,5 +1,6 @@
-"""Decisions per second of the Python oref determine-basal against the reference npm
-``oref0`` 0.7.1 run by node in the same run; and the 1-h TCI plan time against its target.
+"""Decisions per second of the Python oref determine-basal (one case at a time, and the
+NumPy batch over all cases) against the reference npm ``oref0`` 0.7.1 run by node in the
+same run; and the 1-h TCI plan time against its target.
 
 Run: ``uv run python benchmarks/control.py`` (``--json`` for machine output; needs node and
 the package, see OREF0_DIR / .ci/run).
@@ -11,7 +12,11 @@ timed work is determine-basal alone. Ours: ``determine_basal`` over all cases, b
 passes (``process.hrtime``): (a) with its per-decision stderr logging silenced, (b) as
 shipped, logging to /dev/null; (c) the whole node process per decision, start-up, JSON
 parsing and a parity pass included. ``--rounds`` alternate the measurements; the best of
-each is reported. Target: ours >= 10x the reference per decision.
+each is reported. Batch: ``determine_basal_batch`` on all the cases at once (arrays built
+from the same JSON inputs beforehand, timed apart), best of ``--repeats``; it includes the
+cases that fall back to the scalar function, and no reason text (reasons are materialised
+on demand, one case at a time, and not timed here). Target: ours >= 10x the reference per
+decision.
 TCI: benchmarks/tci.py's set-up (propofol Schnider, 4 µg/mL effect-site, 1 h at 10-s
 steps), best of ``--repeats``, against its 10 ms target.
 """
@@ -36,6 +41,8 @@ from tests.control.oref_cases import make_cases  # noqa: E402
 import tci  # noqa: E402  (benchmarks/tci.py, beside this file)
 from openinfusion.control import TciController  # noqa: E402
 from openinfusion.control.aid.oref import determine_basal, get_last_glucose  # noqa: E402
+from openinfusion.control.aid.oref.batch import determine_basal_batch  # noqa: E402
+from openinfusion.control.aid.oref.batch_inputs import ScalarCase, batch_inputs  # noqa: E402
 from openinfusion.physiology.pk import Covariates, ModelOptions, build_model  # noqa: E402
 
 TARGET_RATIO = 10.0
@@ -95,6 +102,41 @@ def python_us(cases: list[dict[str, Any]], repeats: int) -> tuple[float, int]:
     return best / len(prepared) * 1e6, len(prepared)
 
 
+def batch_us(cases: list[dict[str, Any]], repeats: int) -> tuple[float, float, int, int]:
+    """Batch decision time per case (µs), array building per case (µs), cases, fallbacks."""
+    prepared = []
+    for case in cases:
+        try:
+            status = get_last_glucose(case["glucose"])
+        except ValueError:
+            continue
+        prepared.append(
+            ScalarCase(
+                status,
+                case["currenttemp"],
+                case["iob"],
+                case["profile"],
+                case["autosens"],
+                case["meal"],
+                case["microbolus"],
+                case["currentTime"],
+                case["reservoir"],
+            )
+        )
+    start = time.perf_counter()
+    inputs = batch_inputs(prepared)
+    build_s = time.perf_counter() - start
+    best = float("inf")
+    fallbacks = 0
+    for _ in range(repeats + 1):  # the first pass warms up
+        start = time.perf_counter()
+        result = determine_basal_batch(inputs)
+        best = min(best, time.perf_counter() - start)
+        fallbacks = result.fallback_count
+    n = len(prepared)
+    return best / n * 1e6, build_s / n * 1e6, n, fallbacks
+
+
 def tci_plan_ms(repeats: int) -> float:
     cov = Covariates(age_years=40, weight_kg=70, height_cm=170, male=True)
     _, model = build_model("propofol", "schnider", cov, ModelOptions())
@@ -120,12 +162,16 @@ def main() -> None:
     # Rounds alternate the three measurements so that a busy machine slows all of them;
     # the best of each is kept.
     ours_us = node_us = node_logged_us = node_process_us = float("inf")
-    decided = 0
+    batch_best_us = build_us = float("inf")
+    decided = fallbacks = 0
     for _ in range(args.rounds):
         silent = node_run(cases, args.node_repeats, logging=False)
         logged = node_run(cases, args.node_repeats, logging=True)
         us, decided = python_us(cases, args.repeats)
         ours_us = min(ours_us, us)
+        b_us, b_build_us, _, fallbacks = batch_us(cases, args.repeats)
+        batch_best_us = min(batch_best_us, b_us)
+        build_us = min(build_us, b_build_us)
         node_us = min(node_us, silent["loop_ms"] * 1e3 / silent["decisions"])
         node_logged_us = min(node_logged_us, logged["loop_ms"] * 1e3 / logged["decisions"])
         # Whole process: start-up, parsing, one parity pass and the timed passes.
@@ -144,6 +190,12 @@ def main() -> None:
         "ratio_vs_node": node_us / ours_us,
         "ratio_vs_node_logging": node_logged_us / ours_us,
         "ratio_vs_node_with_startup": node_process_us / ours_us,
+        "batch_us_per_decision": batch_best_us,
+        "batch_decisions_per_s": 1e6 / batch_best_us,
+        "batch_fallback_cases": fallbacks,
+        "batch_array_build_us_per_case": build_us,
+        "batch_ratio_vs_node": node_us / batch_best_us,
+        "batch_ratio_vs_python": ours_us / batch_best_us,
         "target_ratio": TARGET_RATIO,
         "tci_ms_per_1h_effect_plan": tci_ms,
         "tci_target_ms": tci.TARGET_MS,
@@ -161,6 +213,18 @@ def main() -> None:
         f"  ratio: {ratio:.2f}x vs the node loop, {node_logged_us / ours_us:.2f}x as shipped, "
         f"{node_process_us / ours_us:.2f}x with start-up; target >= {TARGET_RATIO:g}x: "
         f"{'met' if ratio >= TARGET_RATIO else 'NOT met'}"
+    )
+    batch_ratio = node_us / batch_best_us
+    print(
+        f"  batch (NumPy, {decided} cases in one call, {fallbacks} by the scalar fallback, "
+        f"no reason text): {batch_best_us:.2f} µs/decision ({1e6 / batch_best_us:,.0f}/s); "
+        f"arrays from the JSON inputs {build_us:.1f} µs/case, not included"
+    )
+    print(
+        f"  batch ratio: {batch_ratio:.1f}x vs the node loop, "
+        f"{node_logged_us / batch_best_us:.1f}x as shipped, "
+        f"{ours_us / batch_best_us:.1f}x the scalar Python; target >= {TARGET_RATIO:g}x: "
+        f"{'met' if batch_ratio >= TARGET_RATIO else 'NOT met'}"
     )
     print(
         f"TCI 1-h effect-site plan: {tci_ms:.2f} ms (target < {tci.TARGET_MS:g} ms: "

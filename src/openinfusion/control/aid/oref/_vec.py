@@ -17,9 +17,9 @@ BoolArray = NDArray[np.bool_]
 
 def jround(x: FloatArray) -> FloatArray:
     """``Math.round``: nearest integer, halves toward +infinity; NaN and ±inf pass."""
-    whole = np.floor(x)
-    out: FloatArray = np.where(x - whole >= 0.5, whole + 1.0, whole)
-    return out
+    whole: FloatArray = np.floor(x)
+    whole += x - whole >= 0.5
+    return whole
 
 
 def round_to(x: FloatArray, digits: int = 0) -> FloatArray:
@@ -60,13 +60,14 @@ def round_basal(rate_u_h: FloatArray, per_unit: FloatArray) -> FloatArray:
 
 
 def trailing_run(flags: BoolArray) -> NDArray[np.intp]:
-    """Per row, how many ``True`` end the row (0 when the last is ``False``)."""
-    reversed_ = flags[:, ::-1]
-    run: NDArray[np.intp] = np.cumprod(reversed_, axis=1, dtype=np.intp).sum(axis=1)
+    """Per column of a time-major (T, N) array, how many ``True`` end it."""
+    breaks = ~flags[::-1]
+    run: NDArray[np.intp] = np.where(breaks.any(axis=0), breaks.argmax(axis=0), flags.shape[0])
     return run
 
 
 def first_true(flags: BoolArray, default: int) -> NDArray[np.intp]:
-    """Per row, the index of the first ``True``, or ``default`` when there is none."""
-    index: NDArray[np.intp] = np.where(flags.any(axis=1), flags.argmax(axis=1), default)
+    """Per column of a time-major (T, N) array, the index of the first ``True``, or
+    ``default`` when there is none."""
+    index: NDArray[np.intp] = np.where(flags.any(axis=0), flags.argmax(axis=0), default)
     return index

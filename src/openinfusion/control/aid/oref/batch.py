@@ -216,9 +216,9 @@ def _display(values: FloatArray, mmol: BoolArray) -> FloatArray:
 
 def _clip_round(curve: FloatArray) -> FloatArray:
     """Displayed points: whole mg/dL within 39-401 (NaN stays NaN)."""
-    out: FloatArray = np.where(
-        curve < 39, 39.0, np.where(curve > 401, 401.0, np.floor(curve + 0.5))
-    )
+    out: FloatArray = curve + 0.5
+    np.floor(out, out=out)
+    np.clip(out, 39.0, 401.0, out=out)
     return out
 
 
@@ -290,7 +290,7 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     has_autosens = g["has_autosens"]
     as_ratio = f["autosens_ratio"]
     ratio = np.where(by_temp_target, tt_ratio, np.where(has_autosens, as_ratio, np.nan))
-    has_ratio = by_temp_target | has_autosens
+    has_ratio = by_temp_target | (has_autosens & ~np.isnan(as_ratio))
     basal = np.where(truthy(ratio), round_basal(current_basal * ratio, per_unit), basal0)
     moved = (
         ~temp_target
@@ -343,7 +343,7 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     live &= ~cancel
 
     # --- BGI, deviation, eventual BG.
-    activity_t = inputs.activity.T
+    activity_t = inputs.activity
     bgi = round_to(-activity_t[0] * sens * 5, 2)
     deviation = round_to(6 * (min_delta - bgi))
     deviation = np.where(deviation < 0, round_to(6 * (min_avg_delta - bgi)), deviation)
@@ -398,24 +398,27 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     carbs_active = truthy(cid) | (ci_peak > 0)
     cob_shown = (meal_cob > 0) & ((ci > 0) | (ci_peak > 0))
 
-    # Cases the fast prediction cannot take go to the scalar function.
+    # Cases whose IOB, BG, ISF or carb impact is not a finite number (the reference's
+    # error and NaN paths) go to the scalar function. A NaN carb time (carbs without COB)
+    # stays: it only makes the COB curve NaN, here as there.
     finite = (
-        np.isfinite(inputs.activity).all(axis=1)
-        & np.isfinite(inputs.zt_activity).all(axis=1)
+        np.isfinite(inputs.activity).all(axis=0)
+        & np.isfinite(inputs.zt_activity).all(axis=0)
         & np.isfinite(bg)
         & np.isfinite(eventual)
         & np.isfinite(sens)
         & np.isfinite(ci)
-        & np.isfinite(ca_time_h)
         & (ca_time_h != 0)
+        & ~np.isinf(ca_time_h)
     )
     fallback |= live & ~finite
     live &= finite
+    ticks = np.where(np.isfinite(f["ticks"]), f["ticks"], POINTS).astype(np.intp)
 
     # --- Predictions, displayed curves.
     pred = predict_batch(
         activity_t,
-        inputs.zt_activity.T,
+        inputs.zt_activity,
         bg,
         sens,
         ci,
@@ -427,20 +430,30 @@ def _decide(inputs: BatchInputs) -> BatchResult:
         enable_uam,
         carbs_active | cob_shown,
         carbs_active,
+        ticks,
     )
-    iob_curve = _clip_round(pred.iob[:POINTS])
-    zt_curve = _clip_round(pred.zt[:POINTS])
-    cob_curve = _clip_round(pred.cob[:POINTS])
-    uam_curve = _clip_round(pred.uam[:POINTS])
+    shown = _clip_round(pred.stacked[:POINTS])  # [ZT | IOB | COB | UAM], (48, 4N)
+    zt_curve = shown[:, :n]
+    iob_curve = shown[:, n : 2 * n]
+    cob_curve = shown[:, 2 * n : 3 * n]
+    uam_curve = shown[:, 3 * n :]
     flat_limit = POINTS - 1 - 12
-    iob_len = POINTS - np.minimum(trailing_run((iob_curve[:-1] == iob_curve[1:]).T), flat_limit)
-    cob_len = POINTS - np.minimum(trailing_run((cob_curve[:-1] == cob_curve[1:]).T), flat_limit)
-    uam_len = POINTS - np.minimum(trailing_run((uam_curve[:-1] == uam_curve[1:]).T), flat_limit)
+    iob_len = POINTS - np.minimum(trailing_run(iob_curve[:-1] == iob_curve[1:]), flat_limit)
+    cob_len = POINTS - np.minimum(trailing_run(cob_curve[:-1] == cob_curve[1:]), flat_limit)
+    uam_len = POINTS - np.minimum(trailing_run(uam_curve[:-1] == uam_curve[1:]), flat_limit)
     rising = (zt_curve[6:-1] < zt_curve[7:]) & (zt_curve[7:] > target_bg)
-    zt_len = POINTS - trailing_run(rising.T)
+    zt_len = POINTS - trailing_run(rising)
+    for case in np.flatnonzero(ticks < POINTS).tolist():  # curves that end early
+        end = int(ticks[case]) + 1
+        iob_len[case] = _flat_tail_len(iob_curve[:end, case])
+        cob_len[case] = _flat_tail_len(cob_curve[:end, case])
+        uam_len[case] = _flat_tail_len(uam_curve[:end, case])
+        zt_len[case] = _zt_len(zt_curve[:end, case], float(target_bg[case]))
+    shown_last = np.minimum(ticks, POINTS - 1)
     uam_shown = ((ci > 0) | (ci_peak > 0)) & enable_uam
-    last_cob = cob_curve[-1]
-    last_uam = uam_curve[-1]
+    cases = np.arange(n)
+    last_cob = cob_curve[shown_last, cases]
+    last_uam = uam_curve[shown_last, cases]
     eventual = np.where(cob_shown, np.maximum(eventual, last_cob), eventual)
     eventual = np.where(uam_shown & truthy(last_uam), np.maximum(eventual, last_uam), eventual)
 
@@ -462,8 +475,12 @@ def _decide(inputs: BatchInputs) -> BatchResult:
         naive_eventual < 40, np.minimum(min_guard, naive_eventual), naive_eventual
     )
     bg_undershoot = threshold - carbs_req_bg
-    scanned = np.where(cob_shown, cob_curve, iob_curve)
-    minutes_above = 5.0 * first_true((scanned < threshold).T, _MINUTES_NO_LOW // 5)
+    no_low = _MINUTES_NO_LOW // 5
+    minutes_above = 5.0 * np.where(
+        cob_shown,
+        first_true(cob_curve < threshold, no_low),
+        first_true(iob_curve < threshold, no_low),
+    )
     enable_smb &= ~(min_guard < threshold)
     enable_smb &= ~(max_delta > f["max_delta_fraction"] * bg)
     zero_temp_effect = current_basal * sens * minutes_above / 60
@@ -633,10 +650,10 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     for name, array in values.items():
         array[~present[name]] = np.nan
     curves = {
-        "IOB": iob_curve.T.copy(),
-        "ZT": zt_curve.T.copy(),
-        "COB": cob_curve.T.copy(),
-        "UAM": uam_curve.T.copy(),
+        "IOB": iob_curve.T,
+        "ZT": zt_curve.T,
+        "COB": cob_curve.T,
+        "UAM": uam_curve.T,
     }
     lengths = {
         "IOB": np.where(live, iob_len, 0),
@@ -648,6 +665,22 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     result = BatchResult(inputs, branch, values, present, curves, lengths, fallback)
     _fill_fallback(result)
     return result
+
+
+def _flat_tail_len(points: FloatArray) -> int:
+    """Displayed length after dropping trailing repeats (at least 13 points kept)."""
+    i = len(points) - 1
+    while i > 12 and points[i - 1] == points[i]:
+        i -= 1
+    return i + 1
+
+
+def _zt_len(points: FloatArray, target_bg: float) -> int:
+    """Displayed ZT length: the rising tail above target dropped (at least 7 points kept)."""
+    i = len(points) - 1
+    while i > 6 and points[i - 1] < points[i] and points[i] > target_bg:
+        i -= 1
+    return i + 1
 
 
 def _micro_bolus(
@@ -688,19 +721,20 @@ def _micro_bolus(
 def _fill_fallback(result: BatchResult) -> None:
     """Decide the fallback cases with the scalar function and put their numbers in the
     arrays (NaN and not present where the field is absent)."""
-    for i in np.flatnonzero(result.fallback).tolist():
+    cases = np.flatnonzero(result.fallback)
+    if cases.size == 0:
+        return
+    for curve in CURVES:
+        result.curves[curve][cases] = np.nan
+    for i in cases.tolist():
         decision = determine_basal(*result.inputs.scalar_case(i))
         result.scalar[i] = decision
         for key, name in NUMERIC_FIELDS.items():
-            value = decision.get(key)
-            there = key in decision
-            result.present[name][i] = there
-            result.values[name][i] = _as_float(value) if there else np.nan
-        pred_bgs = decision.get("predBGs") or {}
-        for curve in CURVES:
-            points = pred_bgs.get(curve, [])
+            if key in decision:
+                result.present[name][i] = True
+                result.values[name][i] = _as_float(decision[key])
+        for curve, points in (decision.get("predBGs") or {}).items():
             result.curve_len[curve][i] = len(points)
-            result.curves[curve][i] = np.nan
             result.curves[curve][i, : len(points)] = [_as_float(p) for p in points]
 
 

@@ -7,7 +7,7 @@ epoch. The profile's optional fields are resolved here, once per case, to the va
 scalar code ends up using (for example ``SMBInterval`` to 3 min when unset); flags keep the
 reference's own test (``is True``, truthiness). A case the arrays cannot express exactly
 (a missing required field, text where a number belongs, an IOB array that is not 48 full
-ticks, autosens without a ratio) is marked ``fallback`` and decided by the scalar function.
+ticks) is marked ``fallback`` and decided by the scalar function.
 """
 
 from __future__ import annotations
@@ -78,13 +78,14 @@ FLOAT_FIELDS = (
     "uam_smb_minutes",  # maxUAMSMBBasalMinutes (30 when unset)
     "bolus_increment",  # U
     "smb_interval",  # min, within 1-10 (3 when unset)
-    "autosens_ratio",  # NaN without autosens data
+    "autosens_ratio",  # NaN without autosens data or without its ratio
     "meal_cob",  # g, NaN when missing
     "carbs",  # g entered in the last 6 h, NaN when missing
     "last_carb_ms",
     "slope_max",  # slopeFromMaxDeviation, mg/dL/5 min per 5 min
     "slope_min",
     "now_ms",  # decision time (TimeClip applied)
+    "ticks",  # IOB ticks the prediction uses (48, fewer when the zero-temp ticks end early)
 )
 BOOL_FIELDS = (
     "fake_cgm",  # device "fakecgm": the too-flat rule does not apply
@@ -117,9 +118,10 @@ BOOL_FIELDS = (
 @dataclass(slots=True)
 class BatchInputs:
     """N cases as arrays: ``floats[name]`` (N,), ``flags[name]`` (N,) bool, the IOB tick
-    activities (N, 48) in U/min as delivered and with a zero temp, the reservoir values as
+    activities in U/min as delivered and with a zero temp, time-major (48, N): row k is
+    tick k (now + 5k min) of every case, the reservoir values as
     given, and ``scalar_case(i)`` giving case i's scalar arguments (for the reason text and
-    the fallback)."""
+    the fallback). Ticks past ``floats["ticks"]`` hold 0 and are not used."""
 
     floats: dict[str, FloatArray]
     flags: dict[str, BoolArray]
@@ -131,7 +133,7 @@ class BatchInputs:
     @property
     def n(self) -> int:
         """Number of cases."""
-        return int(self.activity.shape[0])
+        return int(self.activity.shape[1])
 
 
 class _Unsupported(Exception):
@@ -167,8 +169,16 @@ def _row(case: ScalarCase) -> tuple[list[float], list[bool], list[float], list[f
     meal: Mapping[str, Any] = meal_in if meal_in is not None else {}
     if isinstance(ticks, Mapping) or len(ticks) != POINTS:
         raise _Unsupported
-    activity = [_number(t["activity"]) for t in ticks]
-    zt_activity = [_number(t["iobWithZeroTemp"]["activity"]) for t in ticks]
+    usable = 0  # ticks up to the first without iobWithZeroTemp: the curves stop there
+    for tick in ticks:
+        if not isinstance(tick.get("iobWithZeroTemp"), Mapping):
+            break
+        usable += 1
+    if usable == 0:
+        raise _Unsupported
+    unused = [0.0] * (POINTS - usable)
+    activity = [_number(t["activity"]) for t in ticks[:usable]] + unused
+    zt_activity = [_number(t["iobWithZeroTemp"]["activity"]) for t in ticks[:usable]] + unused
     first = ticks[0]
     last_temp = first.get("lastTemp")
     has_last_temp = isinstance(last_temp, Mapping)
@@ -176,8 +186,6 @@ def _row(case: ScalarCase) -> tuple[list[float], list[bool], list[float], list[f
     for key in ("current_basal", "min_bg", "max_bg", "sens", "carb_ratio"):
         if profile.get(key) is None:
             raise _Unsupported
-    if autosens is not None and autosens.get("ratio") is None:
-        raise _Unsupported
     model = profile.get("model")
     fine = isinstance(model, str) and model.endswith(_FINE_STEP_MODELS)
     smb_minutes = profile.get("maxSMBBasalMinutes")
@@ -230,13 +238,14 @@ def _row(case: ScalarCase) -> tuple[list[float], list[bool], list[float], list[f
         uam_minutes if truthy(uam_minutes) else 30.0,
         increment if truthy(increment) else 0.1,
         jmin(10.0, jmax(1.0, interval)) if truthy(interval) else 3.0,
-        _number(autosens.get("ratio")) if autosens is not None else math.nan,
+        _optional(autosens.get("ratio")) if autosens is not None else math.nan,
         _optional(meal.get("mealCOB")),
         _optional(meal.get("carbs")),
         _optional(meal.get("lastCarbTime")),
         _optional(meal.get("slopeFromMaxDeviation")),
         _optional(meal.get("slopeFromMinDeviation")),
         time_clip(num(case[7])),
+        float(usable),
     ]
     flags = [
         status.get("device") == "fakecgm",
@@ -288,7 +297,7 @@ def batch_inputs(
     for case in cases:
         try:
             floats, flags, act, zt = _row(case)
-        except (_Unsupported, KeyError, TypeError):
+        except (_Unsupported, KeyError, TypeError, AttributeError):
             floats, flags, act, zt = _FALLBACK_FLOATS, _FALLBACK_FLAGS, _NAN_TICKS, _NAN_TICKS
         float_rows.append(floats)
         flag_rows.append(flags)
@@ -300,8 +309,8 @@ def batch_inputs(
     return BatchInputs(
         floats={name: float_table[:, j].copy() for j, name in enumerate(FLOAT_FIELDS)},
         flags={name: flag_table[:, j].copy() for j, name in enumerate(BOOL_FIELDS)},
-        activity=np.array(act_rows, dtype=float).reshape(n, POINTS),
-        zt_activity=np.array(zt_rows, dtype=float).reshape(n, POINTS),
+        activity=np.ascontiguousarray(np.array(act_rows, dtype=float).reshape(n, POINTS).T),
+        zt_activity=np.ascontiguousarray(np.array(zt_rows, dtype=float).reshape(n, POINTS).T),
         reservoir=[case[8] if len(case) > 8 else None for case in cases],
         scalar_case=scalar_case if scalar_case is not None else cases.__getitem__,
     )

@@ -3,18 +3,19 @@ of :mod:`.predict` and :mod:`.blend`). Glucose mg/dL, one point per 5 min.
 
 Each curve is a running sum, point = previous point + BGI + the curve's other terms, added
 one term at a time in the reference's order. The terms of all 48 steps are laid out
-time-major and interleaved (BGI, deviation, BGI, deviation, ...), and one
-``np.add.accumulate`` down the time axis then performs exactly the scalar loop's
-additions, in its order, for every case at once: the same doubles. Row 0 is BG; row
+time-major, and one running sum down the time axis then performs exactly the scalar loop's additions, in its
+order, for every case at once: the same doubles. Row 0 is BG; row
 k + 1 is the point after tick k; the 49th point (after the last tick) is computed, not
 displayed, and counts for the minima and the "last" values, as in the reference.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from openinfusion.control.aid.oref._vec import BoolArray, FloatArray, jround, py_max
 from openinfusion.control.aid.oref.predict import (
@@ -35,8 +36,11 @@ _FLOOR_MG_DL = 39.0
 @dataclass(slots=True)
 class BatchPredictions:
     """Curves (49, N): row 0 BG, rows 1-48 the points after each tick (NaN curves where
-    the reference's are NaN), and the rounded minima, maxima and ends of each case."""
+    the reference's are NaN), and the rounded minima, maxima and ends of each case.
+    ``stacked`` (49, 4N) holds the four curves side by side, [ZT | IOB | COB | UAM]; it and
+    the curves are views of a per-thread work area that the next call overwrites."""
 
+    stacked: FloatArray
     iob: FloatArray
     cob: FloatArray
     uam: FloatArray
@@ -49,17 +53,55 @@ class BatchPredictions:
     min_uam_guard: FloatArray
     min_zt_guard: FloatArray
     max_cob_pred: FloatArray
+    last_iob: FloatArray
+    last_cob: FloatArray
+    last_uam: FloatArray
 
 
-def _interleaved(start: FloatArray, *terms: FloatArray) -> FloatArray:
-    """Running sum of ``start`` then, per step, each term in turn; the points (49, N)."""
-    width = len(terms)
-    stacked = np.empty((1 + width * POINTS, start.shape[0]))
-    stacked[0] = start
-    for j, term in enumerate(terms):
-        stacked[1 + j :: width] = term
-    summed: FloatArray = np.add.accumulate(stacked, axis=0)[::width]
-    return summed
+class _Workspace:
+    """Work arrays for N cases, kept between calls: fresh multi-megabyte arrays on every
+    call would cost more in page faults than the arithmetic done in them."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.first = np.empty((POINTS, 4 * n))
+        self.second = np.empty((POINTS, 3 * n))
+        self.third = np.empty((POINTS, 2 * n))
+        self.rci = np.empty((POINTS, n))
+        self.tmp = np.empty((POINTS, n))
+        self.state = np.empty((POINTS + 1, 4 * n))
+        self.run_max = np.empty((POINTS + 1, n))
+
+
+_LOCAL = threading.local()
+
+
+def _workspace(n: int) -> _Workspace:
+    """This thread's work area for N cases (made anew when N changes)."""
+    ws: _Workspace | None = getattr(_LOCAL, "workspace", None)
+    if ws is None or ws.n != n:
+        ws = _Workspace(n)
+        _LOCAL.workspace = ws
+    return ws
+
+
+def _bgi(activity_t: FloatArray, sens: FloatArray, out: FloatArray, whole: FloatArray) -> None:
+    """Per-tick BGI, ``Math.round(-activity x ISF x 5 x 100) / 100``, into ``out``
+    (``whole`` is scratch space of the same shape)."""
+    np.multiply(activity_t, sens, out=out)
+    np.negative(out, out=out)  # (-a) x s is -(a x s) exactly
+    out *= 5
+    out *= 100
+    np.floor(out, out=whole)
+    np.subtract(out, whole, out=out)
+    whole += out >= 0.5
+    np.divide(whole, 100, out=out)
+
+
+def _positive(x: FloatArray) -> None:
+    """``x > 0 ? x : 0`` in place (NaN becomes 0, as the scalar fast path's test does; a
+    -0 may stay, which adds as 0)."""
+    np.fmax(x, 0.0, out=x)
 
 
 def _rounded_min(values: FloatArray) -> FloatArray:
@@ -83,58 +125,98 @@ def predict_batch(
     enable_uam: BoolArray,
     cob_needed: BoolArray,
     carbs_active: BoolArray,
+    ticks: NDArray[np.intp],
 ) -> BatchPredictions:
-    """The fast path of :func:`.predict.predict` for N cases; ``activity_t`` and
-    ``zt_activity_t`` are the tick activities (48, N) in U/min, the rest (N,). The caller
-    sends only cases whose inputs are all finite with a non-zero carb time."""
-    bgi = jround(-activity_t * sens * 5 * 100) / 100
-    zt_bgi = jround(-zt_activity_t * sens * 5 * 100) / 100
-    dev = ci * _DEV
-    falling = np.where(dev < 0, dev, 0.0)
+    """:func:`.predict.predict` for N cases; ``activity_t`` and ``zt_activity_t`` are the
+    tick activities (48, N) in U/min, the rest (N,). ``ticks`` (at least 1) is how many
+    ticks each case has: a case with fewer stops its curves after that many points, as the
+    reference does when the zero-temp ticks end. The caller sends only cases whose IOB
+    inputs, BG, ISF and carb impact are finite numbers."""
+    n = bg.shape[0]
+    ws = _workspace(n)
+    # Terms of each step, laid out as the running sum adds them: columns [ZT | IOB | COB |
+    # UAM] get BGI first, [IOB | COB | UAM] the deviation (falling part for COB and UAM),
+    # [COB | UAM] the carb or UAM impact, and COB alone the remaining-carbs triangle.
+    first, second, third, rci = ws.first, ws.second, ws.third, ws.rci
+    _bgi(zt_activity_t, sens, first[:, :n], ws.tmp)
+    bgi = first[:, n : 2 * n]
+    _bgi(activity_t, sens, bgi, ws.tmp)
+    first[:, 2 * n : 3 * n] = bgi
+    first[:, 3 * n :] = bgi
+    dev = np.multiply(ci, _DEV, out=second[:, :n])
+    np.minimum(dev, 0.0, out=second[:, n : 2 * n])  # dev < 0 ? dev : 0 (dev is finite)
+    second[:, 2 * n :] = second[:, n : 2 * n]
     ci_span = cid * 2
     ci_span = np.where(ci_span > 1, ci_span, 1.0)
-    pci = np.where(ci > 0, ci, 0.0) * (1 - _STEPS / ci_span)
-    pci = np.where(pci > 0, pci, 0.0)
+    pci = np.divide(_STEPS, ci_span, out=third[:, :n])
+    np.subtract(1, pci, out=pci)
+    pci *= np.where(ci > 0, ci, 0.0)
+    _positive(pci)
+    slope_ci = np.multiply(_STEPS, slope, out=ws.tmp)
+    slope_ci += uci
+    _positive(slope_ci)
+    linear_ci = np.multiply(uci, _UAM, out=rci)
+    _positive(linear_ci)
+    np.minimum(slope_ci, linear_ci, out=third[:, n:])
     ca_points = ca_time_h * 12
     ca_half_points = ca_time_h / 2 * 12
-    intervals = ca_points - _STEPS
-    intervals = np.where(intervals > _STEPS, _STEPS, intervals)
-    rci = intervals / ca_half_points * ci_peak
-    rci = np.where(rci > 0, rci, 0.0)
-    slope_ci = uci + _STEPS * slope
-    slope_ci = np.where(slope_ci > 0, slope_ci, 0.0)
-    linear_ci = uci * _UAM
-    linear_ci = np.where(linear_ci > 0, linear_ci, 0.0)
-    uam_ci = np.where(slope_ci < linear_ci, slope_ci, linear_ci)
+    intervals = np.subtract(ca_points, _STEPS, out=rci)
+    np.minimum(intervals, _STEPS, out=intervals)  # n < intervals ? n : intervals (NaN stays)
+    np.divide(intervals, ca_half_points, out=rci)
+    rci *= ci_peak
+    _positive(rci)
 
-    iob = _interleaved(bg, bgi, dev)
-    zt = np.add.accumulate(np.concatenate([bg[None, :], zt_bgi]), axis=0)
-    cob = _interleaved(bg, bgi, falling, pci, rci)
-    uam = _interleaved(bg, bgi, falling, uam_ci)
+    state = ws.state
+    state[0, :n] = bg
+    state[0, n : 2 * n] = bg
+    state[0, 2 * n : 3 * n] = bg
+    state[0, 3 * n :] = bg
+    for k in range(POINTS):
+        row = state[k + 1]
+        np.add(state[k], first[k], out=row)
+        tail = row[n:]
+        np.add(tail, second[k], out=tail)
+        tail = row[2 * n :]
+        np.add(tail, third[k], out=tail)
+        tail = row[2 * n : 3 * n]
+        np.add(tail, rci[k], out=tail)
+    zt = state[:, :n]
+    iob = state[:, n : 2 * n]
+    cob = state[:, 2 * n : 3 * n]
+    uam = state[:, 3 * n :]
     cob[1:, np.isnan(cid) | np.isnan(ci_peak) | ~cob_needed] = np.nan
     uam[1:, np.isnan(slope) | ~enable_uam] = np.nan
+    for case in np.flatnonzero(ticks < POINTS).tolist():  # rare: curves that end early
+        for curve in (iob, cob, uam, zt):
+            curve[ticks[case] + 1 :, case] = np.nan
+    cases = np.arange(bg.shape[0])
 
     points = iob[1:]
     late = slice(_IOB_WAIT_POINTS, None)
-    run_max = np.maximum.accumulate(iob, axis=0)
+    run_max = ws.run_max  # the running IOB maximum, BG included
+    run_max[0] = iob[0]
+    for k in range(POINTS):
+        np.maximum(run_max[k], iob[k + 1], out=run_max[k + 1])
     cob_above = (cob[1:] > run_max[1:]) & carbs_active
     last_above = POINTS - 1 - np.argmax(cob_above[::-1], axis=0)
-    max_cob = np.where(cob_above.any(axis=0), cob[1:][last_above, np.arange(bg.shape[0])], bg)
-    no_carbs = np.where(carbs_active, 0.0, np.nan)
-    no_uam = np.where(enable_uam, 0.0, np.nan)
+    max_cob = np.where(cob_above.any(axis=0), cob[1:][last_above, cases], bg)
     return BatchPredictions(
+        stacked=state,
         iob=iob,
         cob=cob,
         uam=uam,
         zt=zt,
         min_iob_pred=_rounded_min(iob[late]),
-        min_cob_pred=_rounded_min(cob[late] + no_carbs),
-        min_uam_pred=_rounded_min(uam[_UAM_WAIT_POINTS:] + no_uam),
+        min_cob_pred=np.where(carbs_active, _rounded_min(cob[late]), _UNSET),
+        min_uam_pred=np.where(enable_uam, _rounded_min(uam[_UAM_WAIT_POINTS:]), _UNSET),
         min_iob_guard=_rounded_min(points),
         min_cob_guard=_rounded_min(cob[1:]),
         min_uam_guard=_rounded_min(uam[1:]),
         min_zt_guard=_rounded_min(zt[1:]),
         max_cob_pred=max_cob,
+        last_iob=iob[ticks, cases],
+        last_cob=cob[ticks, cases],
+        last_uam=uam[ticks, cases],
     )
 
 
@@ -159,7 +241,7 @@ def blend_batch(
     target_bg: FloatArray,
 ) -> BatchBlend:
     """:func:`.blend.blend_predictions` for N cases (its branches as masks)."""
-    last_iob, last_cob, last_uam = pred.iob[-1], pred.cob[-1], pred.uam[-1]
+    last_iob, last_cob, last_uam = pred.last_iob, pred.last_cob, pred.last_uam
     min_iob = np.maximum(_FLOOR_MG_DL, pred.min_iob_pred)
     min_cob = np.maximum(_FLOOR_MG_DL, pred.min_cob_pred)
     min_uam = np.maximum(_FLOOR_MG_DL, pred.min_uam_pred)
