@@ -1,9 +1,8 @@
 """Run the management server as its own process for the browser tests.
 
 ``python _dashboard_serve.py DATA_DIR PORT [ONLINE_WINDOW_S]``: the app from the server's
-factory, served by uvicorn on 127.0.0.1; a short online window lets a test see a pump go
-offline without waiting the default 30 s. The dashboard is part of that app (``dashboard.mount``); the
-launcher mounts it only when the factory does not already serve ``/``.
+factory (which mounts the dashboard), served by uvicorn on 127.0.0.1; a short online window
+lets a test see a pump go offline without waiting the default 30 s.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import uvicorn
 
 from openinfusion.server.app import create_app
 from openinfusion.server.config import Settings
-from openinfusion.server.dashboard import mount
 
 
 def main(data_dir: str, port: str, online_window_s: str = "30") -> None:
@@ -23,8 +21,6 @@ def main(data_dir: str, port: str, online_window_s: str = "30") -> None:
         data_dir=Path(data_dir), port=int(port), online_window_s=float(online_window_s)
     )
     app = create_app(settings)
-    if not any(getattr(route, "path", None) == "/" for route in app.routes):
-        mount(app)
     uvicorn.run(app, host="127.0.0.1", port=int(port), log_level="warning")
 
 

@@ -33,6 +33,7 @@ from openinfusion.server.bootstrap import Credential, create_first_accounts
 from openinfusion.server.clock import Clock, utc_now
 from openinfusion.server.config import Settings, check_db_url, prepare_data_dir
 from openinfusion.server.context import ServerContext
+from openinfusion.server.dashboard import mount as mount_dashboard
 from openinfusion.server.db import Database
 from openinfusion.server.events import make_bus
 from openinfusion.server.gateway import GatewayHub
@@ -97,4 +98,5 @@ def create_app(settings: Settings, clock: Clock = utc_now) -> FastAPI:
     ):
         app.include_router(module.router)
     app.include_router(gateway_router)
+    mount_dashboard(app)
     return app
