@@ -2,9 +2,12 @@
 
 :class:`OrefController` turns an :class:`Observation` into the reference algorithm's own
 inputs for each patient (the CGM record list, the 48-tick calculate-iob array as delivered
-and with a zero temp, the running temp, the meal data and an oref0 profile), calls
-:func:`~openinfusion.control.aid.oref.determine_basal`, and returns the decisions as one
-:class:`Command`, which the :class:`SafetySupervisor` then checks like any other.
+and with a zero temp, the running temp, the meal data and an oref0 profile), decides for all
+patients in one call of :func:`~openinfusion.control.aid.oref.batch.determine_basal_batch`
+(the same numbers as the scalar ``determine_basal``), and returns the decisions as one
+:class:`Command`, which the :class:`SafetySupervisor` then checks like any other. The
+Command's reasons name the rule that decided ("oref: high temp"); the full reason text of a
+patient is built on request (:meth:`OrefController.decision`, ``last_decisions``).
 
 What the adapter supplies, and how it differs from a rig running the whole oref0 pipeline
 (`oref0-calculate-iob`, `oref0-meal`, `oref0-detect-sensitivity`):
@@ -46,13 +49,14 @@ from openinfusion.control.aid.interface import (
 )
 from openinfusion.control.aid.oref import (
     current_temp,
-    determine_basal,
     get_last_glucose,
     glucose_records,
     iob_ticks,
     meal_data,
     oref_profile,
 )
+from openinfusion.control.aid.oref.batch import BatchResult, Branch, determine_basal_batch
+from openinfusion.control.aid.oref.batch_inputs import ScalarCase, batch_inputs
 from openinfusion.control.aid.supervisor import SafetySupervisor
 
 TICKS = 48  # calculate-iob gives 4 h of 5-min ticks
@@ -90,7 +94,8 @@ class OrefController(AidController):
         self._last_bolus_min: Array = np.zeros(0)
         self._cob_g: Array = np.zeros(0)
         self._cob_t_min = -math.inf
-        self.last_decisions: list[dict[str, Any]] = []
+        self._result: BatchResult | None = None
+        self._rows: NDArray[np.intp] = np.zeros(0, dtype=np.intp)
 
     def _init(self, n: int) -> None:
         if self._temp_u_h.shape != (n,):
@@ -187,20 +192,15 @@ class OrefController(AidController):
         last_bolus_min = np.where(bolus > 0, obs.t_min, self._last_bolus_min)
         rate = basal.copy()
         new_temp = np.zeros(n, dtype=bool)
-        reasons: list[str] = []
-        self.last_decisions = []
-        for i in range(n):
-            have = ~np.isnan(cgm[i])
-            running = self._temp_end_min[i] > obs.t_min
-            remaining = float(self._temp_end_min[i] - obs.t_min) if running else 0.0
-            held = float(self._temp_u_h[i]) if running else float(basal[i])
-            if not have.any():
-                rate[i] = held
-                reasons.append("oref: no CGM reading")
-                self.last_decisions.append({"error": "no CGM reading"})
-                continue
+        running = self._temp_end_min > obs.t_min
+        remaining = np.where(running, self._temp_end_min - obs.t_min, 0.0)
+        held = np.where(running, self._temp_u_h, basal)
+        have = ~np.isnan(cgm)
+        patients = [i for i in range(n) if have[i].any()]
+        cases: list[ScalarCase] = []
+        for i in patients:
             records = glucose_records(
-                [t for t, ok in zip(cgm_ms, have, strict=True) if ok], cgm[i][have].tolist()
+                [t for t, ok in zip(cgm_ms, have[i], strict=True) if ok], cgm[i][have[i]].tolist()
             )
             mine = carbs[i, recent] if carbs.size else np.zeros(0)
             eaten = mine > 0
@@ -216,26 +216,38 @@ class OrefController(AidController):
                     else None
                 ),
             )
-            decision = determine_basal(
-                get_last_glucose(records),
-                current_temp(self._temp_u_h[i] if running else 0.0, remaining),
-                ticks,
-                self._profile(obs, i),
-                None,
-                meal_data(float(mine.sum()), float(cob[i]), last_carb_ms),
-                self.smb,
-                now_ms,
+            cases.append(
+                ScalarCase(
+                    get_last_glucose(records),
+                    current_temp(self._temp_u_h[i] if running[i] else 0.0, float(remaining[i])),
+                    ticks,
+                    self._profile(obs, i),
+                    None,
+                    meal_data(float(mine.sum()), float(cob[i]), last_carb_ms),
+                    self.smb,
+                    now_ms,
+                )
             )
-            self.last_decisions.append(decision)
-            if "rate" in decision and decision["rate"] is not None:
-                rate[i] = float(decision["rate"])
-                new_temp[i] = True
-            else:
-                rate[i] = held
-            smb_u = decision.get("units")
-            if isinstance(smb_u, int | float) and smb_u > 0:
-                bolus[i] += float(smb_u)
-            reasons.append(f"oref: {decision.get('reason', decision.get('error', ''))}")
+        # One batch decision for every patient with a reading; reasons are materialised
+        # only when asked for (:meth:`decision`, :attr:`last_decisions`).
+        self._result = None
+        self._rows = np.full(n, -1, dtype=np.intp)
+        reasons = ["oref: no CGM reading"] * n
+        rate[:] = held
+        if patients:
+            result = determine_basal_batch(batch_inputs(cases))
+            self._result = result
+            rows = np.asarray(patients)
+            self._rows[rows] = np.arange(len(patients))
+            decided = result.present["rate"]
+            rate[rows] = np.where(decided, result.values["rate"], held[rows])
+            new_temp[rows] = decided
+            smb_u = result.values["units"]
+            given = result.present["units"] & (smb_u > 0)
+            bolus[rows] += np.where(given, smb_u, 0.0)
+            for row, i in enumerate(patients):
+                branch = Branch(int(result.branch[row]))
+                reasons[i] = f"oref: {branch.name.lower().replace('_', ' ')}"
 
         self._new_temp = new_temp
         self._proposed_u_h = rate.copy()
@@ -245,6 +257,19 @@ class OrefController(AidController):
             micro_bolus_u=bolus,
             reasons=tuple(reasons),
         )
+
+    def decision(self, i: int) -> dict[str, Any]:
+        """Patient i's full decision of the last step (the reference's fields, with the
+        ``reason`` text), materialised from the batch result on demand."""
+        row = int(self._rows[i])
+        if row < 0 or self._result is None:
+            return {"error": "no CGM reading"}
+        return self._result.decision(row)
+
+    @property
+    def last_decisions(self) -> list[dict[str, Any]]:
+        """Every patient's full decision of the last step (reason texts built now)."""
+        return [self.decision(i) for i in range(len(self._rows))]
 
     def delivered(self, obs: Observation, proposed: Command, safe: Command) -> None:
         """Remember the temp the pump now runs: a new or supervisor-changed rate starts a
