@@ -191,3 +191,27 @@ def test_c19_sprayed_usernames_do_not_pile_up(client: TestClient, clock: FakeClo
     with ctx.db.read() as s:
         rows = s.scalar(select(func.count()).select_from(LoginThrottle))
     assert rows <= 2  # the last username and the address
+
+
+def test_c19_unauthenticated_flood_is_counted_not_written_entry_by_entry(
+    client: TestClient, clock: FakeClock
+) -> None:
+    for _ in range(50):
+        assert client.get("/api/pumps", headers={"Authorization": "Bearer x"}).status_code == 401
+    assert _audit_actions(client).count("access.unauthenticated") == 1
+    clock.advance(11)
+    assert client.get("/api/alarms").status_code == 401
+    ctx = client.app.state.ctx
+    from sqlalchemy import select
+
+    from openinfusion.server.models import AuditRecord
+
+    with ctx.db.read() as s:
+        rows = list(
+            s.scalars(
+                select(AuditRecord)
+                .where(AuditRecord.action == "access.unauthenticated")
+                .order_by(AuditRecord.seq)
+            )
+        )
+    assert [r.details["suppressed_since_last"] for r in rows] == [0, 49]

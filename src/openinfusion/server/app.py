@@ -39,6 +39,7 @@ from openinfusion.server.events import make_bus
 from openinfusion.server.gateway import GatewayHub
 from openinfusion.server.gateway import router as gateway_router
 from openinfusion.server.migrate import upgrade_to_head
+from openinfusion.server.sampling import AuditSampler
 from openinfusion.server.server_key import load_or_create_server_key
 
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings, clock: Clock = utc_now) -> FastAPI:
     app.state.hub = hub
     app.state.first_accounts = first_accounts
     app.state.streams = Counter()  # open live-event streams per account
+    app.state.unauth_sampler = AuditSampler()  # unauthenticated refusals audited per address
     install_handlers(app)
     app.add_middleware(BodyLimits, max_bytes=settings.max_body_bytes)
     for module in (

@@ -56,14 +56,18 @@ def authenticate(request: Request, ctx: ServerContext) -> Principal:
             user = resolve_token(session, raw, ctx.now())
             if user is not None:
                 return Principal(user.id, user.username, user.role, user.unit)
-    ctx.audit_alone(
-        "anonymous",
-        "access.unauthenticated",
-        request.url.path,
-        address=client_address(request),
-        method=request.method,
-        token_presented=raw is not None,
-    )
+    address = client_address(request)
+    suppressed = request.app.state.unauth_sampler.admit(address, ctx.now())
+    if suppressed is not None:
+        ctx.audit_alone(
+            "anonymous",
+            "access.unauthenticated",
+            request.url.path,
+            address=address,
+            method=request.method,
+            token_presented=raw is not None,
+            suppressed_since_last=suppressed,
+        )
     raise unauthorized()
 
 
