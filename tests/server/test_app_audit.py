@@ -138,3 +138,19 @@ def _password_of(client: TestClient, admin: dict[str, str], username: str) -> st
     r = client.patch(f"/api/users/{users[username]}", headers=admin, json={"password": password})
     assert r.status_code == 200
     return password
+
+
+def test_c21_clock_set_back_is_recorded_in_the_entry(tmp_path: Path) -> None:
+    from tests.server._server_support import FakeClock
+
+    clock = FakeClock()
+    app = create_app(make_settings(tmp_path), clock=clock)
+    client = TestClient(app)
+    admin = login(client, "admin1", credentials(app)["admin"])
+    clock.advance(-3600)  # someone sets the server clock an hour back
+    client.post("/api/enrolment-tokens", headers=admin)
+    entry = client.get(
+        "/api/audit", params={"action": "enrolment.token_issued"}, headers=admin
+    ).json()[0]
+    assert entry["details"]["clock_went_back_s"] == 3600.0
+    assert client.get("/api/audit/verify", headers=admin).json()["ok"] is True

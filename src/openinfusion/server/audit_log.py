@@ -25,6 +25,10 @@ from openinfusion.server.models import AuditAnchor, AuditRecord
 _PG_AUDIT_LOCK = 0x6F69_6175
 
 
+def _parse_ts(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
 def record_to_entry(r: AuditRecord) -> AuditEntry:
     return AuditEntry(r.seq, r.ts, r.actor, r.action, r.object, r.details, r.prev_hash, r.hash)
 
@@ -47,7 +51,12 @@ def append(
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
     last = session.scalars(select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(1)).first()
     previous = record_to_entry(last) if last is not None else None
-    entry = chain_entry(previous, iso(now) or "", actor, action, obj, details or {})
+    details = dict(details or {})
+    if previous is not None:
+        back_s = (_parse_ts(previous.ts) - now).total_seconds()
+        if back_s > 0:  # C-21: a clock set back cannot pass unseen as back-dated entries
+            details["clock_went_back_s"] = round(back_s, 3)
+    entry = chain_entry(previous, iso(now) or "", actor, action, obj, details)
     session.add(
         AuditRecord(
             seq=entry.seq,
