@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Page, expect
 
+from openinfusion.server.api.auth import BAD_LOGIN
 from tests.server._dashboard_feed import channel
 from tests.server._dashboard_harness import (  # noqa: F401  (fixtures by name)
     DashServer,
@@ -39,7 +40,7 @@ def test_login_keeps_the_token_out_of_urls_and_storage_other_than_the_session(
     desktop.fill("#username", dash_server.user("nurse"))
     desktop.fill("#password", "wrong password")
     desktop.click("form.login button[type=submit]")
-    expect(desktop.locator("#login-error")).not_to_be_empty()
+    expect(desktop.locator("#login-error")).to_contain_text(BAD_LOGIN)  # the server's words
     login(desktop, dash_server, "nurse")
     token = desktop.evaluate("sessionStorage.getItem('openinfusion.token')")
     assert token and len(token) > 20

@@ -37,7 +37,11 @@ export function endSession() {
   if (had) for (const fn of listeners) fn();
 }
 
+/** The server's own words for a refusal: {"error": {"message"}} (this server's shape), or
+ * FastAPI's {"detail"}. */
 function detailText(body, fallback) {
+  const error = body && body.error;
+  if (error && typeof error.message === "string") return error.message;
   const detail = body && body.detail;
   if (typeof detail === "string") return detail;
   if (Array.isArray(detail)) return detail.map((d) => (d && d.msg) || JSON.stringify(d)).join("; ");
