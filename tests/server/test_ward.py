@@ -8,6 +8,7 @@ pump delivers: the same seed gives the same delivery with or without a server).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 from pathlib import Path
@@ -261,3 +262,18 @@ def test_f01_processes_mode_restarts_a_killed_pump_process(tmp_path: Path) -> No
     assert result["restarts"] == [1, 0, 0]
     assert result["exit_code"] == 2
     assert [(tmp_path / f"runs{i}").read_text() for i in range(3)] == ["2", "1", "1"]
+
+
+def test_pca_bed_patient_presses_when_in_pain_and_lockout_holds() -> None:
+    """The PCA bed's patient presses while in pain (the trials' pain model on Sarton
+    morphine PK); the pump grants no two doses within the 10-min lockout."""
+    bed = build_pump("pca", "SER-P", random.Random(1))
+    bed.start()
+    bed.advance_to(6 * 3600.0)
+    ch = bed.device.channels[0]
+    granted = [r.t_s for r in ch.pca_history if r.granted]
+    assert len(ch.pca_history) >= 3 and granted
+    assert all(b - a >= 600.0 - 1e-6 for a, b in itertools.pairwise(granted))
+    patient = bed.bedside.status_body()["patient"]
+    assert patient["model"] == "Sarton morphine" and 0.0 <= patient["pain_nrs"] <= 10.0
+    assert patient["ce"] > 0.0

@@ -3,7 +3,7 @@
 | profile | pump | therapy |
 |---|---|---|
 | icu-vasopressor | 50 mL syringe | norepinephrine or dopamine by mcg/kg/min |
-| pca | PCA | morphine demands (Poisson) with lockout and 4-h limit |
+| pca | PCA | morphine; the patient presses while in pain (PCA trials' pain model) |
 | lvp | 2-channel LVP | maintenance fluid with VTBI; piperacillin-tazobactam q6h |
 | icu-sedation | 50 mL syringe | propofol or dexmedetomidine |
 | insulin-aid | insulin patch | closed loop with CGM on a UVA/Padova virtual patient |
@@ -54,21 +54,6 @@ def _some_fault(rng: random.Random, channel: int = 0) -> list[tuple[float, str, 
     if roll < 0.7:
         return _battery_cycle(rng)
     return []
-
-
-def _pca_demands(rng: random.Random) -> list[tuple[float, str, Action]]:
-    """Demands as a Poisson process (mean one every 20 min), more in the first hours."""
-    out: list[tuple[float, str, Action]] = []
-    t = 0.0
-    while t < 24 * 3600:
-        mean = 12 * 60 if t < 4 * 3600 else 30 * 60
-        t += rng.expovariate(1.0 / mean)
-        out.append((t, "PCA demand", _demand))
-    return out + _some_fault(rng)
-
-
-def _demand(pump: SimPump) -> None:
-    pump.device.demand(0)
 
 
 # ---- profiles --------------------------------------------------------------------------------
@@ -242,7 +227,7 @@ PROFILES: dict[str, Profile] = {
     "icu-vasopressor": Profile(
         "icu-vasopressor", "syringe", "OI-Syringe 50", _icu_vasopressor, _some_fault
     ),
-    "pca": Profile("pca", "pca", "OI-PCA", _pca_morphine, _pca_demands),
+    "pca": Profile("pca", "pca", "OI-PCA", _pca_morphine, _some_fault),
     "lvp": Profile("lvp", "lvp", "OI-LVP 2ch", _lvp_fluids, _some_fault),
     "icu-sedation": Profile("icu-sedation", "syringe", "OI-Syringe 50", _icu_sedation, _some_fault),
     "insulin-aid": Profile(

@@ -5,14 +5,18 @@ Every ``UPDATE_S`` of pump time the drug amount the channel delivered since the 
 update (the engine's own accounting, mg for these drugs) enters the model as a constant
 infusion over that interval, and the state is advanced exactly
 (:func:`openinfusion.physiology.pk.simulate`). Propofol: Eleveld 2018 PK with its BIS
-model; morphine: Sarton 2000 PK (effect-site concentration only).
+model; morphine: Sarton 2000 PK, with the PCA trials' post-operative pain model
+(:mod:`openinfusion.sim.pca_trial`: unrelieved pain falling over time, relieved by a sigmoid
+Emax of Ce) deciding when the patient presses the button.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import numpy as np
 
@@ -27,6 +31,8 @@ from openinfusion.physiology.pk import (
     simulate,
 )
 from openinfusion.pump.channel import Channel
+from openinfusion.sim.pca_scenario import PainDemand, PainSpec, PcaScenario, RespirationSpec
+from openinfusion.sim.pca_trial import Pd, draw_pd
 
 UPDATE_S = 60.0
 
@@ -106,3 +112,38 @@ def morphine_patient(rng: random.Random, weight_kg: float, channel: Channel) -> 
         channel,
         describe={**about, "model": "Sarton morphine", "unit": "mg/L"},
     )
+
+
+class PainfulPatient(PkPatient):
+    """A post-operative patient on morphine PCA who presses when in pain: a Poisson process
+    of ``presses_per_h`` while pain (NRS) is at or above ``threshold_nrs`` (the trials'
+    :class:`~openinfusion.sim.pca_scenario.PainDemand` defaults)."""
+
+    def __init__(self, rng: random.Random, weight_kg: float, channel: Channel) -> None:
+        cov, about = covariates(rng, weight_kg)
+        super().__init__(
+            morphine_sarton(cov),
+            channel,
+            describe={**about, "model": "Sarton morphine", "unit": "mg/L"},
+        )
+        # Only pain and respiration are read from the scenario: its defaults, no program.
+        spec = cast(PcaScenario, SimpleNamespace(pain=PainSpec(), respiration=RespirationSpec()))
+        female = np.array([about["sex"] == "female"])
+        self.pd: Pd = draw_pd(spec, female, np.random.default_rng(rng.randrange(2**32)))
+        self.demand = PainDemand()
+        self.rng = rng
+        self.pain = float(self.pd.unrelieved_nrs(0.0)[0])
+
+    def update(self, t_s: float) -> None:
+        super().update(t_s)
+        ce_ng_ml = float(self.state.ce[0]) * 1000.0  # mg/L -> ng/mL
+        self.pain = float(self.pd.pain_nrs(t_s / 60.0, np.array([ce_ng_ml]))[0])
+
+    def wants_to_press(self, minutes: float = 1.0) -> bool:
+        """Whether the patient presses in the next ``minutes`` (Poisson while in pain)."""
+        if self.pain < self.demand.threshold_nrs:
+            return False
+        return self.rng.random() < 1.0 - math.exp(-self.demand.presses_per_h * minutes / 60.0)
+
+    def observation(self) -> dict[str, Any]:
+        return {**super().observation(), "pain_nrs": self.pain}

@@ -163,10 +163,14 @@ class ScenarioPump(SimPump):
         if drug in ("propofol", "morphine") and weight is not None:
             from openinfusion.server.ward import pk_patient
 
-            make = (
-                pk_patient.propofol_patient if drug == "propofol" else pk_patient.morphine_patient
-            )
-            self.pk = make(random.Random(f"{serial}:patient"), weight, self.device.channels[0])
+            patient_rng = random.Random(f"{serial}:patient")
+            channel = self.device.channels[0]
+            if drug == "propofol":
+                self.pk = pk_patient.propofol_patient(patient_rng, weight, channel)
+            elif first is not None and first.plan.pca is not None:
+                self.pk = pk_patient.PainfulPatient(patient_rng, weight, channel)
+            else:
+                self.pk = pk_patient.morphine_patient(patient_rng, weight, channel)
             bedside.observe = self.pk.observation
             self.at(pk_patient.UPDATE_S, "patient minute", _pk_minute)
 
@@ -201,10 +205,18 @@ def _confirm_recovery(pump: SimPump) -> None:
 
 
 def _pk_minute(pump: SimPump) -> None:
-    """The virtual patient takes up what the channel delivered in the last minute."""
+    """The virtual patient takes up what the channel delivered in the last minute; a PCA
+    patient in pain may press the button during the next one."""
     assert isinstance(pump, ScenarioPump)
     pump.pk.update(pump.device.t_s)
     pump.at(pump.device.t_s + 60.0, "patient minute", _pk_minute)
+    wants = getattr(pump.pk, "wants_to_press", None)
+    if wants is not None and wants():
+        pump.at(pump.device.t_s + pump.rng.uniform(0.0, 60.0), "PCA demand", _demand)
+
+
+def _demand(pump: SimPump) -> None:
+    pump.device.demand(0)
 
 
 def _nurse_round(pump: SimPump) -> None:
