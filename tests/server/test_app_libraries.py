@@ -135,3 +135,37 @@ def test_activation_carries_the_signed_package(tmp_path: Path, mini_library: Lib
     assert verified.library.version == "2026.1.0"
     with pytest.raises(ValueError):
         verify_package(raw, [ctx.server_key.public_key()], today=SIGNED_AT.date())
+
+
+def test_diff_between_published_versions(tmp_path: Path, mini_library_data: dict) -> None:
+    """A pharmacist publishes a new version with a tighter limit and one entry fewer; the
+    diff endpoint lists exactly those changes (the same diff as `library diff`), and an
+    unknown version is a 404 naming it."""
+    from openinfusion.library.loading import library_from_data
+
+    client, h, key = _setup(tmp_path)
+    old = library_from_data(mini_library_data)
+    data = json.loads(json.dumps(mini_library_data))
+    data["version"] = "2026.2.0"
+    removed = data["entries"].pop()
+    changed = data["entries"][0]
+    limit = next(iter(changed["limits"].values()))
+    field, value = next((k, v) for k, v in limit.items() if isinstance(v, int | float) and v)
+    limit[field] = value * 0.5
+    new = library_from_data(data)
+    for lib in (old, new):
+        assert (
+            _post(client, h["pharmacist"], sign_library(lib, key, "A. P.", SIGNED_AT)).status_code
+            == 201
+        )
+    nurse = login(client, "nurse1", credentials(client.app)["nurse"])  # type: ignore[attr-defined]
+    r = client.get("/api/libraries/2026.1.0/diff/2026.2.0", headers=nurse)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["identical"] is False
+    assert len(body["entries"]["removed"]) == 1 and removed["drug"] in body["entries"]["removed"][0]
+    kinds = {(c["kind"], c.get("old"), c.get("new")) for c in body["changes"]}
+    assert ("changed", value, value * 0.5) in kinds
+    assert any(c["kind"] == "removed" for c in body["changes"])
+    missing = client.get("/api/libraries/2026.1.0/diff/2027.1.0", headers=nurse)
+    assert missing.status_code == 404 and "2027.1.0" in missing.text

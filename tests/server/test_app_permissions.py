@@ -98,6 +98,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         ).json()
         e.ids["command_id"] = cmd["id"]
         e.ids["version"] = "2026.1.0"
+        e.ids["old"], e.ids["new"] = "2026.1.0", "2026.2.0"
         yield e
 
 
@@ -124,6 +125,7 @@ CALLS = [
     Call("DELETE", "/api/pumps/{pump_id}", Perm.PUMPS_MANAGE),
     Call("GET", "/api/libraries", Perm.LIBRARIES_READ),
     Call("GET", "/api/libraries/{version}", Perm.LIBRARIES_READ),
+    Call("GET", "/api/libraries/{old}/diff/{new}", Perm.LIBRARIES_READ),
     Call("POST", "/api/libraries", Perm.LIBRARIES_PUBLISH, {"format": "not a package"}),
     Call("GET", "/api/commands/{command_id}", Perm.COMMANDS_READ),
     Call("GET", "/api/alarms", Perm.ALARMS_READ),

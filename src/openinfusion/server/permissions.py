@@ -37,9 +37,12 @@ class Perm(StrEnum):
     LIBRARIES_PUBLISH = "libraries:publish"  # upload a package signed by a pharmacist
 
 
+# Clinicians read a pump's message history (its infusion chart, CGM and implant readings
+# for home monitoring); unit scoping (C-11) still limits them to their own pumps.
 _CLINICAL_READ = {
     Perm.LIBRARIES_READ,
     Perm.PUMPS_READ,
+    Perm.MESSAGES_READ,
     Perm.ALARMS_READ,
     Perm.INFUSIONS_READ,
     Perm.COMMANDS_READ,

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Depends, Path, Request
 from sqlalchemy import select
 
 from openinfusion.errors import InputError
+from openinfusion.library.diff import LibraryDiff, diff_libraries
+from openinfusion.library.signing import package_bytes, unverified_library
 from openinfusion.server import libraries
 from openinfusion.server.api.deps import Principal, get_ctx, require
 from openinfusion.server.api.errors import not_found
@@ -89,3 +91,50 @@ def get_library(
         if row is None:
             raise not_found("version", version)
         return dict(library_view(row), package=row.package)
+
+
+@router.get("/{old}/diff/{new}")
+def diff_library_versions(
+    old: Version,
+    new: Version,
+    _p: Principal = Depends(require(Perm.LIBRARIES_READ)),
+    ctx: ServerContext = Depends(get_ctx),
+) -> dict[str, Any]:
+    """What changed from published version ``old`` to ``new`` (entries, care areas, limits),
+    for pharmacist review: the same diff as ``openinfusion library diff``."""
+    with ctx.db.read() as session:
+        rows = {
+            r.version: r
+            for r in session.scalars(
+                select(PublishedLibrary).where(PublishedLibrary.version.in_((old, new)))
+            )
+        }
+    for field, version in (("old", old), ("new", new)):
+        if version not in rows:
+            raise not_found(field, version)
+    before = unverified_library(package_bytes(rows[old].package))
+    after = unverified_library(package_bytes(rows[new].package))
+    diff = diff_libraries(before, after)
+    return {"old": old, "new": new, **diff.as_dict(), "changes": _change_lines(diff)}
+
+
+def _change_lines(diff: LibraryDiff) -> list[dict[str, Any]]:
+    """The diff as one flat list for display: kind (added/removed/changed), what, and for a
+    changed field its path with the old and new values."""
+    lines: list[dict[str, Any]] = [
+        {"kind": "changed", "entry": "library", "field": c.path, "old": c.old, "new": c.new}
+        for c in diff.header
+    ]
+    for label, added, removed, changed in (
+        ("care area", diff.care_areas_added, diff.care_areas_removed, diff.care_areas_changed),
+        ("entry", diff.entries_added, diff.entries_removed, diff.entries_changed),
+    ):
+        lines += [{"kind": "added", "entry": f"{label} {k}"} for k in added]
+        lines += [{"kind": "removed", "entry": f"{label} {k}"} for k in removed]
+        lines += [
+            {"kind": "changed", "entry": f"{label} {item.key}", "field": c.path,
+             "old": c.old, "new": c.new}
+            for item in changed
+            for c in item.changes
+        ]  # fmt: skip
+    return lines
