@@ -135,3 +135,26 @@ def test_a_case_the_arrays_cannot_hold_falls_back_alone() -> None:
     keep = np.arange(len(cases)) != 3
     for name, values in plain.values.items():
         assert np.array_equal(values[keep], result.values[name][keep], equal_nan=True), name
+
+
+def test_the_trial_adapter_decides_all_patients_in_one_batch() -> None:
+    """Four patients (high, low, in range, no reading): one batch call; the Command's reasons
+    name the rule; each full decision equals the scalar one on the adapter's own inputs."""
+    from openinfusion.control.aid import OrefController
+    from tests.control.test_oref_controller import observation
+
+    obs = observation([3.0, -4.0, 0.5, 1.0], [220.0, 75.0, 115.0, 150.0])
+    obs.cgm_mg_dl[3] = np.nan
+    ctrl = OrefController(smb=True)
+    cmd = ctrl.step(obs)
+    result = ctrl.last_result
+    assert result is not None and result.inputs.n == 3
+    assert cmd.reasons[3] == "oref: no CGM reading"
+    assert ctrl.decision(3) == {"error": "no CGM reading"}
+    names = {f"oref: {b.name.lower().replace('_', ' ')}" for b in Branch}
+    for i in range(3):
+        assert cmd.reasons[i] in names
+        scalar = determine_basal(*result.inputs.scalar_case(i))
+        assert to_json(ctrl.decision(i)) == to_json(scalar)
+    assert cmd.reasons[1] == "oref: low suspend"
+    assert cmd.temp_basal_u_h[1] == 0.0

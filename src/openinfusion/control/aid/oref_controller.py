@@ -267,6 +267,12 @@ class OrefController(AidController):
         return self._result.decision(row)
 
     @property
+    def last_result(self) -> BatchResult | None:
+        """The last step's batch result (rows: the patients with a CGM reading, in order),
+        None when no patient had one."""
+        return self._result
+
+    @property
     def last_decisions(self) -> list[dict[str, Any]]:
         """Every patient's full decision of the last step (reason texts built now)."""
         return [self.decision(i) for i in range(len(self._rows))]

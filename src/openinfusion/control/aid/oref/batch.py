@@ -438,9 +438,10 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     cob_curve = shown[:, 2 * n : 3 * n]
     uam_curve = shown[:, 3 * n :]
     flat_limit = POINTS - 1 - 12
-    iob_len = POINTS - np.minimum(trailing_run(iob_curve[:-1] == iob_curve[1:]), flat_limit)
-    cob_len = POINTS - np.minimum(trailing_run(cob_curve[:-1] == cob_curve[1:]), flat_limit)
-    uam_len = POINTS - np.minimum(trailing_run(uam_curve[:-1] == uam_curve[1:]), flat_limit)
+    flat = np.minimum(trailing_run(shown[:-1] == shown[1:]), flat_limit)
+    iob_len = POINTS - flat[n : 2 * n]
+    cob_len = POINTS - flat[2 * n : 3 * n]
+    uam_len = POINTS - flat[3 * n :]
     rising = (zt_curve[6:-1] < zt_curve[7:]) & (zt_curve[7:] > target_bg)
     zt_len = POINTS - trailing_run(rising)
     for case in np.flatnonzero(ticks < POINTS).tolist():  # curves that end early
@@ -476,11 +477,8 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     )
     bg_undershoot = threshold - carbs_req_bg
     no_low = _MINUTES_NO_LOW // 5
-    minutes_above = 5.0 * np.where(
-        cob_shown,
-        first_true(cob_curve < threshold, no_low),
-        first_true(iob_curve < threshold, no_low),
-    )
+    below = first_true(shown[:, n : 3 * n] < np.tile(threshold, 2), no_low)  # [IOB | COB]
+    minutes_above = 5.0 * np.where(cob_shown, below[n:], below[:n])
     enable_smb &= ~(min_guard < threshold)
     enable_smb &= ~(max_delta > f["max_delta_fraction"] * bg)
     zero_temp_effect = current_basal * sens * minutes_above / 60

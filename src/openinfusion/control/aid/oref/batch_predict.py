@@ -89,8 +89,7 @@ def _bgi(activity_t: FloatArray, sens: FloatArray, out: FloatArray, whole: Float
     """Per-tick BGI, ``Math.round(-activity x ISF x 5 x 100) / 100``, into ``out``
     (``whole`` is scratch space of the same shape)."""
     np.multiply(activity_t, sens, out=out)
-    np.negative(out, out=out)  # (-a) x s is -(a x s) exactly
-    out *= 5
+    out *= -5  # (-a x s) x 5 is (a x s) x -5 exactly: rounding is symmetric
     out *= 100
     np.floor(out, out=whole)
     np.subtract(out, whole, out=out)
@@ -166,6 +165,13 @@ def predict_batch(
     rci *= ci_peak
     _positive(rci)
 
+    # A NaN curve (the reference's, for missing meal data or a curve it does not need)
+    # and a curve that ends early: a NaN term at the right step makes every later point NaN.
+    first[0, 2 * n : 3 * n][np.isnan(cid) | np.isnan(ci_peak) | ~cob_needed] = np.nan
+    first[0, 3 * n :][np.isnan(slope) | ~enable_uam] = np.nan
+    for case in np.flatnonzero(ticks < POINTS).tolist():  # rare
+        first[ticks[case], case::n] = np.nan
+
     state = ws.state
     state[0, :n] = bg
     state[0, n : 2 * n] = bg
@@ -184,15 +190,10 @@ def predict_batch(
     iob = state[:, n : 2 * n]
     cob = state[:, 2 * n : 3 * n]
     uam = state[:, 3 * n :]
-    cob[1:, np.isnan(cid) | np.isnan(ci_peak) | ~cob_needed] = np.nan
-    uam[1:, np.isnan(slope) | ~enable_uam] = np.nan
-    for case in np.flatnonzero(ticks < POINTS).tolist():  # rare: curves that end early
-        for curve in (iob, cob, uam, zt):
-            curve[ticks[case] + 1 :, case] = np.nan
-    cases = np.arange(bg.shape[0])
-
-    points = iob[1:]
-    late = slice(_IOB_WAIT_POINTS, None)
+    cases = np.arange(n)
+    guards = _rounded_min(state[1:])  # [ZT | IOB | COB | UAM], NaN points ignored
+    late = _rounded_min(state[_IOB_WAIT_POINTS:, n : 3 * n])  # [IOB | COB]
+    late_uam = _rounded_min(state[_UAM_WAIT_POINTS:, 3 * n :])
     run_max = ws.run_max  # the running IOB maximum, BG included
     run_max[0] = iob[0]
     for k in range(POINTS):
@@ -206,13 +207,13 @@ def predict_batch(
         cob=cob,
         uam=uam,
         zt=zt,
-        min_iob_pred=_rounded_min(iob[late]),
-        min_cob_pred=np.where(carbs_active, _rounded_min(cob[late]), _UNSET),
-        min_uam_pred=np.where(enable_uam, _rounded_min(uam[_UAM_WAIT_POINTS:]), _UNSET),
-        min_iob_guard=_rounded_min(points),
-        min_cob_guard=_rounded_min(cob[1:]),
-        min_uam_guard=_rounded_min(uam[1:]),
-        min_zt_guard=_rounded_min(zt[1:]),
+        min_iob_pred=late[:n],
+        min_cob_pred=np.where(carbs_active, late[n:], _UNSET),
+        min_uam_pred=np.where(enable_uam, late_uam, _UNSET),
+        min_iob_guard=guards[n : 2 * n],
+        min_cob_guard=guards[2 * n : 3 * n],
+        min_uam_guard=guards[3 * n :],
+        min_zt_guard=guards[:n],
         max_cob_pred=max_cob,
         last_iob=iob[ticks, cases],
         last_cob=cob[ticks, cases],
