@@ -51,11 +51,10 @@ def py_max(a: FloatArray, b: FloatArray) -> FloatArray:
 
 def round_basal(rate_u_h: FloatArray, per_unit: FloatArray) -> FloatArray:
     """Pump rounding of U/h rates: ``per_unit`` (20, or 40 on x23/x54 pumps) steps per U/h
-    below 1 U/h, 0.05 U/h up to 10 U/h, 0.1 U/h above."""
-    low = jround(rate_u_h * per_unit) / per_unit
-    mid = jround(rate_u_h * 20.0) / 20.0
-    high = jround(rate_u_h * 10.0) / 10.0
-    out: FloatArray = np.where(rate_u_h < 1.0, low, np.where(rate_u_h < 10.0, mid, high))
+    below 1 U/h, 0.05 U/h up to 10 U/h, 0.1 U/h above (each ``Math.round(r x s) / s``)."""
+    steps = np.where(rate_u_h < 1.0, per_unit, np.where(rate_u_h < 10.0, 20.0, 10.0))
+    out: FloatArray = jround(rate_u_h * steps)
+    out /= steps
     return out
 
 

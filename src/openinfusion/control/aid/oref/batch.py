@@ -176,6 +176,7 @@ def _set_temp(
     mask: BoolArray,
     rate_u_h: FloatArray,
     duration_min: FloatArray,
+    cap: FloatArray,
     f: dict[str, FloatArray],
     skip_neutral: BoolArray,
     out_rate: FloatArray,
@@ -183,11 +184,8 @@ def _set_temp(
     has_rate: BoolArray,
 ) -> None:
     """The reference's ``setTempBasal`` for the cases in ``mask``: clamp to [0, max safe
-    basal], round for the pump, keep a running temp within ±20 %, handle neutral temps."""
-    cap = np.minimum(
-        np.minimum(f["max_basal"], f["daily_multiplier"] * f["max_daily_basal"]),
-        f["current_multiplier"] * f["current_basal"],
-    )
+    basal (``cap``)], round for the pump, keep a running temp within ±20 %, handle neutral
+    temps."""
     rate = np.where(rate_u_h < 0, 0.0, np.where(rate_u_h > cap, cap, rate_u_h))
     suggested = round_basal(rate, f["per_unit"])
     running_min, running_rate = f["temp_min"], f["temp_rate"]
@@ -337,9 +335,10 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     branch[mismatch] = Branch.TEMP_RATE_MISMATCH
     branch[ended] = Branch.TEMP_ENDED
     cancel = mismatch | ended
-    zeros = np.zeros(n)
-    skip_neutral = g["skip_neutral"]
-    _set_temp(cancel, zeros, zeros, f, skip_neutral, out_rate, out_duration, has_rate)
+    req_rate = np.full(n, np.nan)  # what each rule asks setTempBasal for
+    req_duration = np.full(n, 30.0)
+    req_rate[cancel] = 0.0
+    req_duration[cancel] = 0.0
     live &= ~cancel
 
     # --- BGI, deviation, eventual BG.
@@ -437,19 +436,19 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     iob_curve = shown[:, n : 2 * n]
     cob_curve = shown[:, 2 * n : 3 * n]
     uam_curve = shown[:, 3 * n :]
-    flat_limit = POINTS - 1 - 12
-    flat = np.minimum(trailing_run(shown[:-1] == shown[1:]), flat_limit)
-    iob_len = POINTS - flat[n : 2 * n]
-    cob_len = POINTS - flat[2 * n : 3 * n]
-    uam_len = POINTS - flat[3 * n :]
+    # Trailing repeats are dropped down to 13 points: pairs (j, j + 1) from j = 12 on.
+    flat = POINTS - trailing_run(shown[12:-1, n:] == shown[13:, n:])  # [IOB | COB | UAM]
+    iob_len = flat[:n]
+    cob_len = flat[n : 2 * n]
+    uam_len = flat[2 * n :]
     rising = (zt_curve[6:-1] < zt_curve[7:]) & (zt_curve[7:] > target_bg)
     zt_len = POINTS - trailing_run(rising)
     for case in np.flatnonzero(ticks < POINTS).tolist():  # curves that end early
         end = int(ticks[case]) + 1
-        iob_len[case] = _flat_tail_len(iob_curve[:end, case])
-        cob_len[case] = _flat_tail_len(cob_curve[:end, case])
-        uam_len[case] = _flat_tail_len(uam_curve[:end, case])
-        zt_len[case] = _zt_len(zt_curve[:end, case], float(target_bg[case]))
+        iob_len[case] = _flat_tail_len(iob_curve[:end, case].tolist())
+        cob_len[case] = _flat_tail_len(cob_curve[:end, case].tolist())
+        uam_len[case] = _flat_tail_len(uam_curve[:end, case].tolist())
+        zt_len[case] = _zt_len(zt_curve[:end, case].tolist(), float(target_bg[case]))
     shown_last = np.minimum(ticks, POINTS - 1)
     uam_shown = ((ci > 0) | (ci_peak > 0)) & enable_uam
     cases = np.arange(n)
@@ -489,8 +488,6 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     )
 
     # --- Dosing, first matching rule wins.
-    req_rate = np.full(n, np.nan)
-    req_duration = np.full(n, 30.0)
     neutral = np.zeros(n, dtype=bool)  # keep a matching temp, else scheduled basal
     rising_no_suspend = (
         (bg < threshold)
@@ -507,7 +504,7 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     rest = live & ~suspend
 
     minute_of_hour = np.floor_divide(now, 60000.0) % 60
-    skip = rest & skip_neutral & (minute_of_hour >= 55)
+    skip = rest & g["skip_neutral"] & (minute_of_hour >= 55)
     branch[skip] = Branch.SKIP_NEUTRAL_CANCEL
     req_rate[skip] = 0.0
     req_duration[skip] = 0.0
@@ -587,7 +584,7 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     has_rate |= smb_exit
     rest &= ~smb_exit
 
-    cap = np.minimum(
+    cap = np.minimum(  # max safe basal
         np.minimum(f["max_basal"], f["daily_multiplier"] * f["max_daily_basal"]),
         f["current_multiplier"] * current_basal,
     )
@@ -617,11 +614,13 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     )
     neutral &= ~kept
     req_rate[neutral] = basal[neutral]
-    setting = suspend | skip | naive_40 | low_temp | high_temp | neutral
-    _set_temp(setting, req_rate, req_duration, f, skip_neutral, out_rate, out_duration, has_rate)
+    setting = cancel | suspend | skip | naive_40 | low_temp | high_temp | neutral
+    _set_temp(
+        setting, req_rate, req_duration, cap, f, g["skip_neutral"], out_rate, out_duration, has_rate
+    )
 
     # --- Outputs.
-    mmol = g["mmol"]
+    shown_bg = _display(np.stack([bgi, deviation, sens, target_bg]), g["mmol"])
     values = {
         "rate": out_rate,
         "duration": out_duration,
@@ -630,11 +629,11 @@ def _decide(inputs: BatchInputs) -> BatchResult:
         "insulin_req": out_insulin_req,
         "cob": meal_cob,
         "iob": iob,
-        "bgi": _display(bgi, mmol),
-        "deviation": _display(deviation, mmol),
-        "isf": _display(sens, mmol),
+        "bgi": shown_bg[0],
+        "deviation": shown_bg[1],
+        "isf": shown_bg[2],
         "cr": round_to(f["carb_ratio"], 2),
-        "target_bg": _display(target_bg, mmol),
+        "target_bg": shown_bg[3],
         "sensitivity_ratio": ratio,
         "carbs_req": carbs_req,
     }
@@ -665,7 +664,7 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     return result
 
 
-def _flat_tail_len(points: FloatArray) -> int:
+def _flat_tail_len(points: list[float]) -> int:
     """Displayed length after dropping trailing repeats (at least 13 points kept)."""
     i = len(points) - 1
     while i > 12 and points[i - 1] == points[i]:
@@ -673,7 +672,7 @@ def _flat_tail_len(points: FloatArray) -> int:
     return i + 1
 
 
-def _zt_len(points: FloatArray, target_bg: float) -> int:
+def _zt_len(points: list[float], target_bg: float) -> int:
     """Displayed ZT length: the rising tail above target dropped (at least 7 points kept)."""
     i = len(points) - 1
     while i > 6 and points[i - 1] < points[i] and points[i] > target_bg:
