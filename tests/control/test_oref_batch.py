@@ -118,10 +118,18 @@ def test_batch_numbers_do_not_come_from_the_scalar_function(
         return real(*args)
 
     monkeypatch.setattr(batch_module, "determine_basal", counting)
-    again = determine_basal_batch(batch_inputs(cases))
+    inputs = batch_inputs(cases)
+    before = {name: values.copy() for name, values in inputs.floats.items()}
+    again = determine_basal_batch(inputs)
     assert len(calls) == reference.fallback_count
     for name, values in reference.values.items():
         assert np.array_equal(values, again.values[name], equal_nan=True), name
+    # The inputs are left as they were, and a second call gives the same numbers.
+    for name, values in before.items():
+        assert np.array_equal(values, inputs.floats[name], equal_nan=True), name
+    third = determine_basal_batch(inputs)
+    for name, values in again.values.items():
+        assert np.array_equal(values, third.values[name], equal_nan=True), name
 
 
 def test_a_case_the_arrays_cannot_hold_falls_back_alone() -> None:

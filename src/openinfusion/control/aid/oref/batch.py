@@ -627,8 +627,8 @@ def _decide(inputs: BatchInputs) -> BatchResult:
         "units": np.where(has_units, units, np.nan),
         "eventual_bg": eventual,
         "insulin_req": out_insulin_req,
-        "cob": meal_cob,
-        "iob": iob,
+        "cob": meal_cob.copy(),  # copies: absent fields become NaN below, inputs stay
+        "iob": iob.copy(),
         "bgi": shown_bg[0],
         "deviation": shown_bg[1],
         "isf": shown_bg[2],
