@@ -39,7 +39,7 @@ from openinfusion.control.aid.oref._vec import (
     truthy,
 )
 from openinfusion.control.aid.oref._vec import jround as vround
-from openinfusion.control.aid.oref.batch_inputs import BatchInputs
+from openinfusion.control.aid.oref.batch_inputs import ERROR_NO_BASAL, BatchInputs
 from openinfusion.control.aid.oref.batch_predict import blend_batch, predict_batch
 from openinfusion.control.aid.oref.determine import determine_basal
 from openinfusion.control.aid.oref.predict import POINTS
@@ -73,6 +73,8 @@ class Branch(IntEnum):
     HIGH_TEMP_NO_TEMP = 18  # high temp, none running
     HIGH_TEMP_KEPT = 19  # running temp already at or above the required rate
     HIGH_TEMP = 20  # high temp
+    INPUT_ERROR = 21  # the reference's error for a missing basal, target or IOB data
+    NO_EVENTUAL_BG = 22  # eventual BG not a number (e.g. autosens without a ratio): error
 
 
 _EARLY = (
@@ -142,11 +144,16 @@ class BatchResult:
         the ``reason`` text from the scalar function run on the same case."""
         if self.fallback[i]:
             return dict(self.scalar[i])
-        text = determine_basal(*self.inputs.scalar_case(i)).get("reason")
+        textual = determine_basal(*self.inputs.scalar_case(i))
+        text = textual.get("reason")
         branch = Branch(int(self.branch[i]))
         out: dict[str, Any] = {}
         floats = self.inputs.floats
         deliver_at = iso_string(float(floats["now_ms"][i]))
+        if branch == Branch.INPUT_ERROR:
+            return {"error": textual.get("error")}
+        if branch == Branch.NO_EVENTUAL_BG:
+            return {"temp": "absolute", "deliverAt": deliver_at, "error": textual.get("error")}
         if branch == Branch.CGM_NOTHING:
             return {"reason": text}
         if branch in (Branch.CGM_REPLACE_HIGH_TEMP, Branch.CGM_SHORTEN_ZERO_TEMP):
@@ -258,7 +265,8 @@ def _decide(inputs: BatchInputs) -> BatchResult:
         & (long_avg < 1)
         & ~g["fake_cgm"]
     )
-    unusable = ~fallback & (error_code | out_of_time | too_flat)
+    input_error = f["error_code"]
+    unusable = ~fallback & ~(input_error == ERROR_NO_BASAL) & (error_code | out_of_time | too_flat)
     cgm_high = unusable & (temp_rate > basal0)
     cgm_zero = unusable & ~cgm_high & (temp_rate == 0) & (temp_min > 30)
     branch[cgm_high] = Branch.CGM_REPLACE_HIGH_TEMP
@@ -268,7 +276,9 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     out_rate[cgm_zero] = 0.0
     out_duration[cgm_high | cgm_zero] = 30.0
     has_rate |= cgm_high | cgm_zero
-    live = ~fallback & ~unusable
+    answered_error = ~fallback & ~unusable & ~np.isnan(input_error)
+    branch[answered_error] = Branch.INPUT_ERROR
+    live = ~fallback & ~unusable & ~answered_error
 
     # --- Targets and sensitivity.
     min_bg, max_bg = f["min_bg"], f["max_bg"]
@@ -397,9 +407,12 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     carbs_active = truthy(cid) | (ci_peak > 0)
     cob_shown = (meal_cob > 0) & ((ci > 0) | (ci_peak > 0))
 
-    # Cases whose IOB, BG, ISF or carb impact is not a finite number (the reference's
-    # error and NaN paths) go to the scalar function. A NaN carb time (carbs without COB)
-    # stays: it only makes the COB curve NaN, here as there.
+    # No eventual BG is the reference's error. Other cases whose IOB, BG, ISF or carb
+    # impact is not a finite number go to the scalar function. A NaN carb time (carbs
+    # without COB) stays: it only makes the COB curve NaN, here as there.
+    no_eventual = live & np.isnan(eventual)
+    branch[no_eventual] = Branch.NO_EVENTUAL_BG
+    live &= ~no_eventual
     finite = (
         np.isfinite(inputs.activity).all(axis=0)
         & np.isfinite(inputs.zt_activity).all(axis=0)

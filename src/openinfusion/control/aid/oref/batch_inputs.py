@@ -86,7 +86,11 @@ FLOAT_FIELDS = (
     "slope_min",
     "now_ms",  # decision time (TimeClip applied)
     "ticks",  # IOB ticks the prediction uses (48, fewer when the zero-temp ticks end early)
+    "error_code",  # NaN, or the reference's input error: ERROR_NO_BASAL, _NO_TARGET, _IOB
 )
+ERROR_NO_BASAL = 1.0  # no current_basal: an error before anything else
+ERROR_NO_TARGET = 2.0  # no min_bg or max_bg: an error unless the CGM is unusable
+ERROR_IOB = 3.0  # IOB array too short or its first tick incomplete: likewise
 BOOL_FIELDS = (
     "fake_cgm",  # device "fakecgm": the too-flat rule does not apply
     "has_last_temp",
@@ -246,6 +250,7 @@ def _row(case: ScalarCase) -> tuple[list[float], list[bool], list[float], list[f
         _optional(meal.get("slopeFromMinDeviation")),
         time_clip(num(case[7])),
         float(usable),
+        math.nan,
     ]
     flags = [
         status.get("device") == "fakecgm",
@@ -277,6 +282,52 @@ def _row(case: ScalarCase) -> tuple[list[float], list[bool], list[float], list[f
     return floats, flags, activity, zt_activity
 
 
+def _error_row(case: ScalarCase) -> tuple[list[float], list[bool], list[float], list[float]]:
+    """A case the reference answers with an input error: only what the unusable-CGM check
+    before the error reads (glucose status, running temp, basal, time); raises
+    _Unsupported for anything else."""
+    status, temp, ticks, profile = case[0], case[1], case[2], case[3]
+    floats = dict.fromkeys(FLOAT_FIELDS, math.nan)
+    floats["now_ms"] = time_clip(num(case[7]))
+    if profile.get("current_basal") is None:
+        floats["error_code"] = ERROR_NO_BASAL
+    else:
+        if profile.get("min_bg") is None or profile.get("max_bg") is None:
+            floats["error_code"] = ERROR_NO_TARGET
+        elif (
+            isinstance(ticks, Mapping)
+            or len(ticks) <= 1
+            or ticks[0].get("activity") is None
+            or ticks[0].get("iob") is None
+        ):
+            floats["error_code"] = ERROR_IOB
+        else:
+            raise _Unsupported
+        model = profile.get("model")
+        fine = isinstance(model, str) and model.endswith(_FINE_STEP_MODELS)
+        floats |= {
+            "bg": _number(status.get("glucose")),
+            "delta": _number(status.get("delta")),
+            "short_avg": _number(status.get("short_avgdelta")),
+            "long_avg": _number(status.get("long_avgdelta")),
+            "bg_time_ms": time_clip(_optional(status.get("date"))),
+            "noise": _optional(status.get("noise")),
+            "temp_rate": _number(temp.get("rate")),
+            "temp_min": _number(temp.get("duration")),
+            "current_basal": _number(profile.get("current_basal")),
+            "per_unit": 40.0 if fine else 20.0,
+        }
+    flags = dict.fromkeys(BOOL_FIELDS, False)
+    flags["fake_cgm"] = status.get("device") == "fakecgm"
+    return (
+        [floats[name] for name in FLOAT_FIELDS],
+        [flags[name] for name in BOOL_FIELDS],
+        _ZERO_TICKS,
+        _ZERO_TICKS,
+    )
+
+
+_ZERO_TICKS = [0.0] * POINTS
 _FALLBACK_FLOATS = [math.nan] * len(FLOAT_FIELDS)
 _FALLBACK_FLAGS = [False] * (len(BOOL_FIELDS) - 1) + [True]
 _NAN_TICKS = [math.nan] * POINTS
@@ -298,7 +349,11 @@ def batch_inputs(
         try:
             floats, flags, act, zt = _row(case)
         except (_Unsupported, KeyError, TypeError, AttributeError):
-            floats, flags, act, zt = _FALLBACK_FLOATS, _FALLBACK_FLAGS, _NAN_TICKS, _NAN_TICKS
+            try:
+                floats, flags, act, zt = _error_row(case)
+            except (_Unsupported, KeyError, TypeError, AttributeError):
+                floats, flags, act = _FALLBACK_FLOATS, _FALLBACK_FLAGS, _NAN_TICKS
+                zt = _NAN_TICKS
         float_rows.append(floats)
         flag_rows.append(flags)
         act_rows.append(act)
