@@ -7,12 +7,15 @@ rounding), each a handful of array operations, the rules' branches as boolean ma
 number is the double the scalar function gives on the same case: the arithmetic keeps its
 order of operations and its JavaScript rounding (:mod:`._vec`).
 
-Cases the arrays do not express (see :mod:`.batch_inputs`), and cases whose prediction
-inputs are not all finite numbers (the reference's error and NaN paths), are decided by
-the scalar function, counted in :attr:`BatchResult.fallback_count`, and their numbers put
-in the same arrays. The ``reason`` text is not built in the batch: :meth:`BatchResult.
-decision` materialises one case's full result on demand, numbers from the arrays and the
-text from the scalar function run on that case.
+The reference's input errors (no basal, no target, a short IOB array, no eventual BG) are
+answered in the batch too (:attr:`Branch.INPUT_ERROR`, :attr:`Branch.NO_EVENTUAL_BG`).
+Cases the arrays do not express (see :mod:`.batch_inputs`), and cases whose IOB, BG, ISF
+or carb impact is not a finite number, are decided by the scalar function, counted in
+:attr:`BatchResult.fallback_count`, and their numbers put in the same arrays. The
+``reason`` text is not built in the batch: :meth:`BatchResult.decision` materialises one
+case's full result on demand (:mod:`.batch_result`), numbers from the arrays and the text
+from the scalar function run on that case. Stages: curves and blend in
+:mod:`.batch_predict`, set-temp and micro-bolus in :mod:`.batch_dosing`.
 
 Units: glucose mg/dL (the display fields in mmol/L when the profile asks, see ``mmol``),
 insulin U, rates U/h, durations min, carbs g, times ms since the epoch.
@@ -20,14 +23,8 @@ insulin U, rates U/h, durations min, carbs g, times ms since the epoch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import IntEnum
-from typing import Any
-
 import numpy as np
-from numpy.typing import NDArray
 
-from openinfusion.control.aid.oref._js import iso_string, jround, js_str, to_fixed
 from openinfusion.control.aid.oref._vec import (
     BoolArray,
     FloatArray,
@@ -39,178 +36,23 @@ from openinfusion.control.aid.oref._vec import (
     truthy,
 )
 from openinfusion.control.aid.oref._vec import jround as vround
+from openinfusion.control.aid.oref.batch_dosing import micro_bolus, set_temp
 from openinfusion.control.aid.oref.batch_inputs import ERROR_NO_BASAL, BatchInputs
 from openinfusion.control.aid.oref.batch_predict import blend_batch, predict_batch
-from openinfusion.control.aid.oref.determine import determine_basal
+from openinfusion.control.aid.oref.batch_result import (
+    CURVES,
+    NUMERIC_FIELDS,
+    BatchResult,
+    Branch,
+    fill_fallback,
+)
 from openinfusion.control.aid.oref.predict import POINTS
+
+__all__ = ["CURVES", "NUMERIC_FIELDS", "BatchResult", "Branch", "determine_basal_batch"]
 
 _STEPS_2H = 24  # 5-min steps to bring BG to target in 2 h
 _NORMAL_TARGET = 100.0
 _MINUTES_NO_LOW = 240
-
-
-class Branch(IntEnum):
-    """Which rule decided (the last step the reference took)."""
-
-    FALLBACK = 0  # the scalar function decided
-    CGM_REPLACE_HIGH_TEMP = 1  # unusable CGM: a high temp becomes scheduled basal
-    CGM_SHORTEN_ZERO_TEMP = 2  # unusable CGM: a long zero temp is cut to 30 min
-    CGM_NOTHING = 3  # unusable CGM: the running temp is left
-    TEMP_RATE_MISMATCH = 4  # running temp differs from pump history: cancel
-    TEMP_ENDED = 5  # history says the temp ended: cancel
-    LOW_SUSPEND = 6  # BG or minGuardBG below threshold: zero temp
-    SKIP_NEUTRAL_CANCEL = 7  # skip_neutral_temps near the hour: cancel
-    EVENTUAL_LOW_NAIVE_40 = 8  # rising, but naive eventual BG < 40: zero temp
-    EVENTUAL_LOW_RISING = 9  # eventual BG low but rising faster than expected: neutral
-    LOW_TEMP_LOT_LESS = 10  # low temp: running temp far above what is needed
-    LOW_TEMP_KEPT = 11  # low temp: running temp already low enough
-    LOW_TEMP = 12  # low (or zero) temp
-    FALLING = 13  # eventual BG fine, falling faster than expected: neutral
-    IN_RANGE = 14  # in range: neutral
-    ABOVE_MAX_IOB = 15  # IOB above max_iob: neutral
-    MICRO_BOLUS_TEMP = 16  # SMB with its zero/low temp
-    HIGH_TEMP_SCHEDULED = 17  # running temp already delivers 2 x insulinReq
-    HIGH_TEMP_NO_TEMP = 18  # high temp, none running
-    HIGH_TEMP_KEPT = 19  # running temp already at or above the required rate
-    HIGH_TEMP = 20  # high temp
-    INPUT_ERROR = 21  # the reference's error for a missing basal, target or IOB data
-    NO_EVENTUAL_BG = 22  # eventual BG not a number (e.g. autosens without a ratio): error
-
-
-_EARLY = (
-    Branch.CGM_REPLACE_HIGH_TEMP,
-    Branch.CGM_SHORTEN_ZERO_TEMP,
-    Branch.CGM_NOTHING,
-    Branch.TEMP_RATE_MISMATCH,
-    Branch.TEMP_ENDED,
-)
-CURVES = ("IOB", "ZT", "COB", "UAM")
-# Result fields held as numbers, and the BatchResult array of each.
-NUMERIC_FIELDS = {
-    "rate": "rate",
-    "duration": "duration",
-    "units": "units",
-    "eventualBG": "eventual_bg",
-    "insulinReq": "insulin_req",
-    "COB": "cob",
-    "IOB": "iob",
-    "BGI": "bgi",
-    "deviation": "deviation",
-    "ISF": "isf",
-    "CR": "cr",
-    "target_bg": "target_bg",
-    "sensitivityRatio": "sensitivity_ratio",
-    "carbsReq": "carbs_req",
-}
-_TEXT_FIELDS = ("BGI", "deviation", "ISF", "target_bg")  # text with mmol/L output
-
-
-@dataclass(slots=True)
-class BatchResult:
-    """The numeric outputs of N decisions, each (N,) with NaN where the field is absent
-    (``present[field]`` says which are there), the displayed curves (N, 48) with their
-    lengths (0 when absent), the deciding :class:`Branch`, and the fallback cases."""
-
-    inputs: BatchInputs
-    branch: NDArray[np.int8]
-    values: dict[str, FloatArray]
-    present: dict[str, BoolArray]
-    curves: dict[str, FloatArray]
-    curve_len: dict[str, NDArray[np.intp]]
-    fallback: BoolArray
-    scalar: dict[int, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def fallback_count(self) -> int:
-        """How many cases the scalar function decided."""
-        return int(self.fallback.sum())
-
-    def __getattr__(self, name: str) -> FloatArray:
-        values = object.__getattribute__(self, "values")
-        if name in values:
-            return values[name]  # type: ignore[no-any-return]
-        raise AttributeError(name)
-
-    def pred_bgs(self, i: int) -> dict[str, list[float]]:
-        """Case i's ``predBGs`` (whole mg/dL, as displayed)."""
-        return {
-            name: self.curves[name][i, : self.curve_len[name][i]].tolist()
-            for name in CURVES
-            if self.curve_len[name][i] > 0
-        }
-
-    def decision(self, i: int) -> dict[str, Any]:
-        """Case i's full result, as the scalar function returns it: numbers from the batch,
-        the ``reason`` text from the scalar function run on the same case."""
-        if self.fallback[i]:
-            return dict(self.scalar[i])
-        textual = determine_basal(*self.inputs.scalar_case(i))
-        text = textual.get("reason")
-        branch = Branch(int(self.branch[i]))
-        out: dict[str, Any] = {}
-        floats = self.inputs.floats
-        deliver_at = iso_string(float(floats["now_ms"][i]))
-        if branch == Branch.INPUT_ERROR:
-            return {"error": textual.get("error")}
-        if branch == Branch.NO_EVENTUAL_BG:
-            return {"temp": "absolute", "deliverAt": deliver_at, "error": textual.get("error")}
-        if branch == Branch.CGM_NOTHING:
-            return {"reason": text}
-        if branch in (Branch.CGM_REPLACE_HIGH_TEMP, Branch.CGM_SHORTEN_ZERO_TEMP):
-            out = {"reason": text, "deliverAt": deliver_at, "temp": "absolute"}
-        elif branch in _EARLY:
-            out = {"temp": "absolute", "deliverAt": deliver_at, "reason": text}
-        else:
-            delta = float(floats["delta"][i])
-            out = {
-                "temp": "absolute",
-                "bg": float(floats["bg"][i]),
-                "tick": "+" + js_str(jround(delta)) if delta > -0.5 else jround(delta),
-                "reservoir": self.inputs.reservoir[i],
-                "deliverAt": deliver_at,
-                "predBGs": self.pred_bgs(i),
-                "reason": text,
-            }
-        mmol = bool(self.inputs.flags["mmol"][i])
-        for key, name in NUMERIC_FIELDS.items():
-            if self.present[name][i]:
-                value = float(self.values[name][i])
-                out[key] = to_fixed(value, 1) if mmol and key in _TEXT_FIELDS else value
-        return out
-
-
-def _set_temp(
-    mask: BoolArray,
-    rate_u_h: FloatArray,
-    duration_min: FloatArray,
-    cap: FloatArray,
-    f: dict[str, FloatArray],
-    skip_neutral: BoolArray,
-    out_rate: FloatArray,
-    out_duration: FloatArray,
-    has_rate: BoolArray,
-) -> None:
-    """The reference's ``setTempBasal`` for the cases in ``mask``: clamp to [0, max safe
-    basal (``cap``)], round for the pump, keep a running temp within ±20 %, handle neutral
-    temps."""
-    rate = np.where(rate_u_h < 0, 0.0, np.where(rate_u_h > cap, cap, rate_u_h))
-    suggested = round_basal(rate, f["per_unit"])
-    running_min, running_rate = f["temp_min"], f["temp_rate"]
-    keep = (
-        (running_min > duration_min - 10)
-        & (running_min <= 120)
-        & (suggested <= running_rate * 1.2)
-        & (suggested >= running_rate * 0.8)
-        & (duration_min > 0)
-    )
-    neutral_skip = ~keep & (suggested == f["current_basal"]) & skip_neutral
-    cancel = mask & neutral_skip & (running_min > 0)
-    setting = mask & ~keep & ~neutral_skip
-    out_rate[setting] = suggested[setting]
-    out_duration[setting] = duration_min[setting]
-    out_rate[cancel] = 0.0
-    out_duration[cancel] = 0.0
-    has_rate |= setting | cancel
 
 
 def _display(values: FloatArray, mmol: BoolArray) -> FloatArray:
@@ -577,7 +419,7 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     last_bolus_age = round_to((now - f["last_bolus_ms"]) / 60000, 1)
 
     smb_try = rest & g["microbolus"] & enable_smb & (bg > threshold)
-    units, smb_min, smb_rate = _micro_bolus(
+    units, smb_min, smb_rate = micro_bolus(
         f,
         g["smb_minutes_unset"],
         high_req,
@@ -628,7 +470,7 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     neutral &= ~kept
     req_rate[neutral] = basal[neutral]
     setting = cancel | suspend | skip | naive_40 | low_temp | high_temp | neutral
-    _set_temp(
+    set_temp(
         setting, req_rate, req_duration, cap, f, g["skip_neutral"], out_rate, out_duration, has_rate
     )
 
@@ -673,7 +515,7 @@ def _decide(inputs: BatchInputs) -> BatchResult:
     }
     branch[fallback] = Branch.FALLBACK
     result = BatchResult(inputs, branch, values, present, curves, lengths, fallback)
-    _fill_fallback(result)
+    fill_fallback(result)
     return result
 
 
@@ -691,65 +533,3 @@ def _zt_len(points: list[float], target_bg: float) -> int:
     while i > 6 and points[i - 1] < points[i] and points[i] > target_bg:
         i -= 1
     return i + 1
-
-
-def _micro_bolus(
-    f: dict[str, FloatArray],
-    minutes_unset: BoolArray,
-    insulin_req: FloatArray,
-    iob: FloatArray,
-    meal_cob: FloatArray,
-    basal: FloatArray,
-    target_bg: FloatArray,
-    naive_eventual: FloatArray,
-    min_iob_pred_bg: FloatArray,
-    sens: FloatArray,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """SMB size (U), and the zero/low temp's duration (min, 0 for none) and rate (U/h):
-    :func:`.smb.micro_bolus` for every case."""
-    current_basal = f["current_basal"]
-    meal_insulin_req = round_to(meal_cob / f["carb_ratio"], 3)
-    by_uam = ~minutes_unset & (iob > meal_insulin_req) & (iob > 0)
-    minutes = np.where(by_uam, f["uam_smb_minutes"], f["smb_minutes"])
-    max_bolus = round_to(current_basal * minutes / 60, 1)
-    increment = f["bolus_increment"]
-    steps_per_unit = 1 / increment
-    bolus = np.floor(np.minimum(insulin_req / 2, max_bolus) * steps_per_unit) / steps_per_unit
-    worst_case = (target_bg - (naive_eventual + min_iob_pred_bg) / 2) / sens
-    duration = round_to(60 * worst_case / current_basal)
-    duration = np.where((insulin_req > 0) & (bolus < increment), 0.0, duration)
-    short = ~(duration <= 0) & ~(duration >= 30)
-    low_rate = np.where(short, round_to(basal * duration / 30, 2), 0.0)
-    duration = np.where(
-        duration <= 0,
-        0.0,
-        np.where(duration >= 30, np.minimum(60, np.maximum(0, round_to(duration / 30) * 30)), 30.0),
-    )
-    return bolus, duration, low_rate
-
-
-def _fill_fallback(result: BatchResult) -> None:
-    """Decide the fallback cases with the scalar function and put their numbers in the
-    arrays (NaN and not present where the field is absent)."""
-    cases = np.flatnonzero(result.fallback)
-    if cases.size == 0:
-        return
-    for curve in CURVES:
-        result.curves[curve][cases] = np.nan
-    for i in cases.tolist():
-        decision = determine_basal(*result.inputs.scalar_case(i))
-        result.scalar[i] = decision
-        for key, name in NUMERIC_FIELDS.items():
-            if key in decision:
-                result.present[name][i] = True
-                result.values[name][i] = _as_float(decision[key])
-        for curve, points in (decision.get("predBGs") or {}).items():
-            result.curve_len[curve][i] = len(points)
-            result.curves[curve][i, : len(points)] = [_as_float(p) for p in points]
-
-
-def _as_float(value: Any) -> float:
-    """A result number as a float (mmol/L text parsed, missing as NaN)."""
-    if value is None:
-        return float("nan")
-    return float(value)
