@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from openinfusion.control.aid.oref import batch as batch_module
+from openinfusion.control.aid.oref import batch_result as result_module
 from openinfusion.control.aid.oref import determine_basal, get_last_glucose, to_json
 from openinfusion.control.aid.oref.batch import (
     CURVES,
@@ -113,13 +113,13 @@ def test_batch_numbers_do_not_come_from_the_scalar_function(
     """Only the fallback cases may call the scalar function while the batch decides."""
     cases, _, reference = decided
     calls: list[int] = []
-    real = batch_module.determine_basal
+    real = result_module.determine_basal
 
     def counting(*args: Any) -> dict[str, Any]:
         calls.append(1)
         return real(*args)
 
-    monkeypatch.setattr(batch_module, "determine_basal", counting)
+    monkeypatch.setattr(result_module, "determine_basal", counting)
     inputs = batch_inputs(cases)
     before = {name: values.copy() for name, values in inputs.floats.items()}
     again = determine_basal_batch(inputs)
