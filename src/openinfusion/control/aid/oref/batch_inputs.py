@@ -5,9 +5,12 @@ Units as in :func:`~openinfusion.control.aid.oref.determine_basal`: glucose mg/d
 mg/dL per 5 min, insulin U, activity U/min, rates U/h, durations min, times ms since the
 epoch. The profile's optional fields are resolved here, once per case, to the value the
 scalar code ends up using (for example ``SMBInterval`` to 3 min when unset); flags keep the
-reference's own test (``is True``, truthiness). A case the arrays cannot express exactly
-(a missing required field, text where a number belongs, an IOB array that is not 48 full
-ticks) is marked ``fallback`` and decided by the scalar function.
+reference's own test (``is True``, truthiness). An IOB array whose zero-temp ticks end
+early keeps its length in ``ticks``; a case the reference answers with an input error (no
+basal, no target, a short IOB array) keeps only what the check before that error reads,
+with ``error_code``. A case the arrays cannot express exactly (for example a missing ISF,
+text where a number belongs, more than 48 ticks) is marked ``fallback`` and decided by the
+scalar function.
 """
 
 from __future__ import annotations
