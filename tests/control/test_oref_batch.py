@@ -168,3 +168,16 @@ def test_the_trial_adapter_decides_all_patients_in_one_batch() -> None:
         assert to_json(ctrl.decision(i)) == to_json(scalar)
     assert cmd.reasons[1] == "oref: low suspend"
     assert cmd.temp_basal_u_h[1] == 0.0
+
+
+def test_a_case_decides_the_same_whatever_its_neighbours(decided: Any) -> None:
+    """Reversed order and a batch of a different size (the work arrays re-made) give each
+    case the same numbers."""
+    cases, _, result = decided
+    order = np.arange(len(cases))[::-1]
+    reversed_ = determine_basal_batch(batch_inputs([cases[i] for i in order]))
+    small = determine_basal_batch(batch_inputs(cases[:7]))
+    for name, values in result.values.items():
+        assert np.array_equal(values[order], reversed_.values[name], equal_nan=True), name
+        assert np.array_equal(values[:7], small.values[name], equal_nan=True), name
+    assert np.array_equal(result.branch[order], reversed_.branch)
