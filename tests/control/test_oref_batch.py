@@ -181,3 +181,34 @@ def test_a_case_decides_the_same_whatever_its_neighbours(decided: Any) -> None:
         assert np.array_equal(values[order], reversed_.values[name], equal_nan=True), name
         assert np.array_equal(values[:7], small.values[name], equal_nan=True), name
     assert np.array_equal(result.branch[order], reversed_.branch)
+
+
+def test_batch_glucose_status_equals_the_scalar_status() -> None:
+    """Shared time grids (regular, jittered, with gaps, readings at or below 38 mg/dL and
+    two readings within 2.5 min): every exact patient's status equals get_last_glucose."""
+    from openinfusion.control.aid.oref import glucose_records
+    from openinfusion.control.aid.oref.batch_glucose import glucose_status_batch, status_dict
+
+    rng = np.random.default_rng(11)
+    checked = inexact = 0
+    for grid in range(40):
+        t_min = 5.0 * np.arange(13) + (rng.uniform(-0.4, 0.4, 13) if grid % 2 else 0.0)
+        if grid % 5 == 0:
+            t_min[-2] = t_min[-1] - 1.0  # a second reading within 2.5 min of the newest
+        t_ms = 1.7e12 + t_min * 60_000.0
+        bg = np.round(rng.uniform(30, 400, (25, 13)) + rng.normal(0, 3, (25, 13)), 1)
+        bg[rng.random(bg.shape) < 0.15] = np.nan
+        bg[rng.random(bg.shape) < 0.03] = 38.0
+        batch = glucose_status_batch(t_ms, bg)
+        for i in range(bg.shape[0]):
+            have = ~np.isnan(bg[i])
+            assert batch.found[i] == have.any()
+            if not have.any():
+                continue
+            if not batch.exact[i]:
+                inexact += 1
+                continue
+            scalar = get_last_glucose(glucose_records(t_ms[have].tolist(), bg[i][have].tolist()))
+            assert to_json(status_dict(batch, i, "openinfusion")) == to_json(scalar), (grid, i)
+            checked += 1
+    assert checked > 800 and inexact > 0

@@ -56,6 +56,7 @@ from openinfusion.control.aid.oref import (
     oref_profile,
 )
 from openinfusion.control.aid.oref.batch import BatchResult, Branch, determine_basal_batch
+from openinfusion.control.aid.oref.batch_glucose import glucose_status_batch, status_dict
 from openinfusion.control.aid.oref.batch_inputs import ScalarCase, batch_inputs
 from openinfusion.control.aid.supervisor import SafetySupervisor
 
@@ -66,6 +67,7 @@ EPOCH_MS = 1_767_225_600_000.0  # trial minute 0 = 2026-01-01T00:00Z (any fixed 
 TEMP_MAX_MIN = 30.0  # the supervisor clips every temp to 30 min
 MIN_5M_CARBIMPACT = 8.0  # mg/dL per 5 min, oref0 profile default (AID_REFERENCE.md §2.3)
 MAX_COB_G = 120.0  # oref0 maxCOB default
+GLUCOSE_DEVICE = "openinfusion"  # the device glucose_records names by default
 
 
 def minute_ms(t_min: float) -> float:
@@ -198,10 +200,13 @@ class OrefController(AidController):
         have = ~np.isnan(cgm)
         patients = [i for i in range(n) if have[i].any()]
         cases: list[ScalarCase] = []
+        status = glucose_status_batch(np.asarray(cgm_ms), cgm)
         for i in patients:
-            records = glucose_records(
-                [t for t, ok in zip(cgm_ms, have[i], strict=True) if ok], cgm[i][have[i]].tolist()
-            )
+            if status.exact[i]:
+                glucose = status_dict(status, i, GLUCOSE_DEVICE)
+            else:
+                times = [t for t, ok in zip(cgm_ms, have[i], strict=True) if ok]
+                glucose = get_last_glucose(glucose_records(times, cgm[i][have[i]].tolist()))
             mine = carbs[i, recent] if carbs.size else np.zeros(0)
             eaten = mine > 0
             last_carb_ms = minute_ms(float(carbs_t[recent][eaten].max())) if eaten.any() else 0.0
@@ -218,7 +223,7 @@ class OrefController(AidController):
             )
             cases.append(
                 ScalarCase(
-                    get_last_glucose(records),
+                    glucose,
                     current_temp(self._temp_u_h[i] if running[i] else 0.0, float(remaining[i])),
                     ticks,
                     self._profile(obs, i),
