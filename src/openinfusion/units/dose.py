@@ -231,7 +231,12 @@ def parse_concentration(text: str, field: str = "concentration") -> Concentratio
 
 
 def format_number(value: float) -> str:
-    """Shortest plain spelling of a number: 250.0 -> '250', 0.1 -> '0.1' (no trailing zero)."""
+    """Shortest plain spelling of a number: 250.0 -> '250', 0.1 -> '0.1' (no trailing zero).
+
+    Infinite and NaN values (a dose so large that its rate overflows) are spelt 'inf',
+    '-inf' and 'nan' so that the message refusing them can still be written."""
+    if not math.isfinite(value):
+        return str(value)
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return f"{value:.6g}"
