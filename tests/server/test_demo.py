@@ -62,9 +62,13 @@ def test_demo_starts_server_and_ward_and_the_ward_fills_in(tmp_path: Path) -> No
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err.decode()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # SIGTERM lets the demo stop its server and ward first
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     creds = tmp_path / "demo" / "server" / "demo-credentials.json"
     assert creds.stat().st_mode & 0o777 == 0o600
 
@@ -80,3 +84,29 @@ def _read_json_object(stream: object) -> str:
         if lines and depth == 0 and "}" in line:
             break
     return "".join(lines)
+
+
+def test_sigterm_stops_the_demo_and_its_processes(tmp_path: Path) -> None:
+    """Stopping the demo (SIGTERM, as a service manager or Ctrl-C would) stops the server
+    and the ward it started: nothing is left listening on the port."""
+    import signal
+    import socket
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "openinfusion.cli.main", "demo", "--port", str(port),
+         "--data-dir", str(tmp_path / "demo"), "--pumps", "2", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        json.loads(_read_json_object(proc.stdout))  # server healthy, ward started
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # the server is gone

@@ -65,6 +65,8 @@ def demo_command(
     first_start = not (server_dir / "demo-credentials.json").exists()
 
     procs: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
+    # SIGTERM (a service manager, a test) stops the demo like Ctrl-C: children first.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         procs.append(
             _spawn("server", ["serve", "--host", host, "--port", str(port),
@@ -89,6 +91,10 @@ def demo_command(
             log.close()
             if not json_out:
                 console.print(f"{name} stopped (log: {data_dir / (name + '.log')})")
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _spawn(
