@@ -212,3 +212,42 @@ def test_batch_glucose_status_equals_the_scalar_status() -> None:
             assert to_json(status_dict(batch, i, "openinfusion")) == to_json(scalar), (grid, i)
             checked += 1
     assert checked > 800 and inexact > 0
+
+
+def test_tick_arrays_read_as_the_calculate_iob_list() -> None:
+    """TickArrays gives the ticks iob_ticks makes, and the batch builder the same arrays
+    and decisions from either."""
+    from openinfusion.control.aid.oref import iob_ticks
+    from openinfusion.control.aid.oref.batch_inputs import TickArrays
+
+    cases = _scalar_cases()[:60]
+    swapped = []
+    for case in cases:
+        ticks = case.iob_data
+        if len(ticks) != 48 or any("iobWithZeroTemp" not in t for t in ticks):
+            continue
+        arrays = [
+            np.array([t["iob"] for t in ticks], dtype=float),
+            np.array([t["activity"] for t in ticks], dtype=float),
+            np.array([t["iobWithZeroTemp"]["iob"] for t in ticks], dtype=float),
+            np.array([t["iobWithZeroTemp"]["activity"] for t in ticks], dtype=float),
+        ]
+        extra = {
+            "last_bolus_time_ms": ticks[0].get("lastBolusTime"),
+            "last_temp": ticks[0].get("lastTemp"),
+        }
+        lazy = TickArrays(*arrays, **extra)
+        listed = iob_ticks(*(a.tolist() for a in arrays), **extra)
+        assert len(lazy) == 48 and list(lazy) == listed and lazy[-1] == listed[-1]
+        assert lazy[2:5] == listed[2:5]
+        swapped.append(case._replace(iob_data=lazy))
+    plain = batch_inputs([case._replace(iob_data=list(case.iob_data)) for case in swapped])
+    fast = batch_inputs(swapped)
+    assert len(swapped) > 40
+    assert np.array_equal(plain.activity, fast.activity)
+    assert np.array_equal(plain.zt_activity, fast.zt_activity)
+    for name in plain.floats:
+        assert np.array_equal(plain.floats[name], fast.floats[name], equal_nan=True), name
+    a, b = determine_basal_batch(plain), determine_basal_batch(fast)
+    for i in range(len(swapped)):
+        assert to_json(a.decision(i)) == to_json(b.decision(i))

@@ -51,13 +51,12 @@ from openinfusion.control.aid.oref import (
     current_temp,
     get_last_glucose,
     glucose_records,
-    iob_ticks,
     meal_data,
     oref_profile,
 )
 from openinfusion.control.aid.oref.batch import BatchResult, Branch, determine_basal_batch
 from openinfusion.control.aid.oref.batch_glucose import glucose_status_batch, status_dict
-from openinfusion.control.aid.oref.batch_inputs import ScalarCase, batch_inputs
+from openinfusion.control.aid.oref.batch_inputs import ScalarCase, TickArrays, batch_inputs
 from openinfusion.control.aid.supervisor import SafetySupervisor
 
 TICKS = 48  # calculate-iob gives 4 h of 5-min ticks
@@ -210,11 +209,11 @@ class OrefController(AidController):
             mine = carbs[i, recent] if carbs.size else np.zeros(0)
             eaten = mine > 0
             last_carb_ms = minute_ms(float(carbs_t[recent][eaten].max())) if eaten.any() else 0.0
-            ticks = iob_ticks(
-                iob[i].tolist(),
-                act[i].tolist(),
-                zt_iob[i].tolist(),
-                zt_act[i].tolist(),
+            ticks = TickArrays(
+                iob[i],
+                act[i],
+                zt_iob[i],
+                zt_act[i],
                 last_bolus_time_ms=(
                     minute_ms(float(last_bolus_min[i]))
                     if math.isfinite(last_bolus_min[i])

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 import numpy as np
 
@@ -27,6 +27,61 @@ from openinfusion.control.aid.oref._vec import BoolArray, FloatArray
 from openinfusion.control.aid.oref.predict import POINTS
 
 _FINE_STEP_MODELS = ("54", "23")  # x23/x54 pumps: 0.025 U/h steps below 1 U/h
+
+
+class TickArrays(Sequence[Mapping[str, Any]]):
+    """A calculate-iob array over per-tick arrays: tick k (now + 5k min) is the dict
+    :func:`.inputs.iob_ticks` makes (``iob`` U, ``activity`` U/min, the same with a zero
+    temp in ``iobWithZeroTemp``; ``lastBolusTime`` ms and ``lastTemp`` on tick 0), built
+    when read. The batch builder takes the activities from the arrays without building
+    ticks; the scalar function reads it as any list of ticks."""
+
+    def __init__(
+        self,
+        iob_u: FloatArray,
+        activity_u_min: FloatArray,
+        zero_temp_iob_u: FloatArray,
+        zero_temp_activity_u_min: FloatArray,
+        *,
+        last_bolus_time_ms: float | None = None,
+        last_temp: Mapping[str, float] | None = None,
+    ) -> None:
+        self.iob = np.asarray(iob_u, dtype=float)
+        self.activity = np.asarray(activity_u_min, dtype=float)
+        self.zt_iob = np.asarray(zero_temp_iob_u, dtype=float)
+        self.zt_activity = np.asarray(zero_temp_activity_u_min, dtype=float)
+        self.last_bolus_time_ms = last_bolus_time_ms
+        self.last_temp = last_temp
+
+    def __len__(self) -> int:
+        return int(self.iob.shape[0])
+
+    @overload
+    def __getitem__(self, k: int) -> Mapping[str, Any]: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> Sequence[Mapping[str, Any]]: ...
+
+    def __getitem__(self, k: int | slice) -> Mapping[str, Any] | Sequence[Mapping[str, Any]]:
+        if isinstance(k, slice):
+            return [self[j] for j in range(*k.indices(len(self)))]
+        if k < 0:
+            k += len(self)
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        tick: dict[str, Any] = {
+            "iob": float(self.iob[k]),
+            "activity": float(self.activity[k]),
+            "iobWithZeroTemp": {
+                "iob": float(self.zt_iob[k]),
+                "activity": float(self.zt_activity[k]),
+            },
+        }
+        if k == 0 and self.last_bolus_time_ms is not None:
+            tick["lastBolusTime"] = float(self.last_bolus_time_ms)
+        if k == 0 and self.last_temp is not None:
+            tick["lastTemp"] = dict(self.last_temp)
+        return tick
 
 
 class ScalarCase(NamedTuple):
@@ -169,23 +224,30 @@ def _flag(value: Any) -> bool:
     raise _Unsupported
 
 
-def _row(case: ScalarCase) -> tuple[list[float], list[bool], list[float], list[float]]:
+def _row(case: ScalarCase) -> tuple[list[float], list[bool], Sequence[float], Sequence[float]]:
     """One case's float and flag columns and its tick activities; raises _Unsupported."""
     status, temp, ticks, profile = case[0], case[1], case[2], case[3]
     autosens, meal_in = case[4], case[5]
     meal: Mapping[str, Any] = meal_in if meal_in is not None else {}
     if isinstance(ticks, Mapping) or len(ticks) != POINTS:
         raise _Unsupported
-    usable = 0  # ticks up to the first without iobWithZeroTemp: the curves stop there
-    for tick in ticks:
-        if not isinstance(tick.get("iobWithZeroTemp"), Mapping):
-            break
-        usable += 1
-    if usable == 0:
-        raise _Unsupported
-    unused = [0.0] * (POINTS - usable)
-    activity = [_number(t["activity"]) for t in ticks[:usable]] + unused
-    zt_activity = [_number(t["iobWithZeroTemp"]["activity"]) for t in ticks[:usable]] + unused
+    activity: Sequence[float]
+    zt_activity: Sequence[float]
+    if isinstance(ticks, TickArrays):  # straight from the arrays
+        usable = POINTS
+        activity, zt_activity = ticks.activity.tolist(), ticks.zt_activity.tolist()
+    else:
+        usable = 0  # ticks up to the first without iobWithZeroTemp: the curves stop there
+        for tick in ticks:
+            if not isinstance(tick.get("iobWithZeroTemp"), Mapping):
+                break
+            usable += 1
+        if usable == 0:
+            raise _Unsupported
+        unused = [0.0] * (POINTS - usable)
+        activity = [_number(t["activity"]) for t in ticks[:usable]] + unused
+        zt_activity = [_number(t["iobWithZeroTemp"]["activity"]) for t in ticks[:usable]]
+        zt_activity += unused
     first = ticks[0]
     last_temp = first.get("lastTemp")
     has_last_temp = isinstance(last_temp, Mapping)
@@ -285,7 +347,9 @@ def _row(case: ScalarCase) -> tuple[list[float], list[bool], list[float], list[f
     return floats, flags, activity, zt_activity
 
 
-def _error_row(case: ScalarCase) -> tuple[list[float], list[bool], list[float], list[float]]:
+def _error_row(
+    case: ScalarCase,
+) -> tuple[list[float], list[bool], Sequence[float], Sequence[float]]:
     """A case the reference answers with an input error: only what the unusable-CGM check
     before the error reads (glucose status, running temp, basal, time); raises
     _Unsupported for anything else."""
@@ -346,8 +410,8 @@ def batch_inputs(
     falls back (default: ``cases[i]``)."""
     float_rows: list[list[float]] = []
     flag_rows: list[list[bool]] = []
-    act_rows: list[list[float]] = []
-    zt_rows: list[list[float]] = []
+    act_rows: list[Sequence[float]] = []
+    zt_rows: list[Sequence[float]] = []
     for case in cases:
         try:
             floats, flags, act, zt = _row(case)
