@@ -96,6 +96,7 @@ class OrefController(AidController):
         self._cob_g: Array = np.zeros(0)
         self._cob_t_min = -math.inf
         self._result: BatchResult | None = None
+        self._profiles: dict[tuple[float, ...], dict[str, Any]] = {}
         self._rows: NDArray[np.intp] = np.zeros(0, dtype=np.intp)
 
     def _init(self, n: int) -> None:
@@ -126,22 +127,40 @@ class OrefController(AidController):
         return iob, act, zt_iob, zt_act
 
     def _profile(self, obs: Observation, i: int) -> dict[str, Any]:
+        """Patient i's oref0 profile; made (and checked) once per distinct set of therapy
+        settings, then reused (the algorithm only reads it)."""
         p = obs.profile
-        target = float(p.target_mg_dl[i])
-        extra: dict[str, Any] = {"dia": p.dia_h, "insulinPeakTime": p.peak_min}
-        if self.smb:
-            extra |= {"enableSMB_with_COB": True, "enableSMB_after_carbs": True}
-        return oref_profile(
+        key = (
             float(p.basal_u_h[i]),
             float(p.isf_mg_dl_u[i]),
             float(p.carb_ratio_g_u[i]),
+            float(p.target_mg_dl[i]),
+            float(p.max_iob_u[i]),
+            float(p.max_basal_u_h[i]),
+            float(p.max_daily_basal_u_h[i]),
+            float(p.dia_h),
+            float(p.peak_min),
+        )
+        cached = self._profiles.get(key)
+        if cached is not None:
+            return cached
+        basal, isf, ratio, target, max_iob, max_basal, max_daily = key[:7]
+        extra: dict[str, Any] = {"dia": p.dia_h, "insulinPeakTime": p.peak_min}
+        if self.smb:
+            extra |= {"enableSMB_with_COB": True, "enableSMB_after_carbs": True}
+        made = oref_profile(
+            basal,
+            isf,
+            ratio,
             target,
             target,
-            max_iob_u=float(p.max_iob_u[i]),
-            max_basal_u_h=float(p.max_basal_u_h[i]),
-            max_daily_basal_u_h=float(p.max_daily_basal_u_h[i]),
+            max_iob_u=max_iob,
+            max_basal_u_h=max_basal,
+            max_daily_basal_u_h=max_daily,
             **extra,
         )
+        self._profiles[key] = made
+        return made
 
     def _carbs_on_board(self, obs: Observation, activity_u_min: Array) -> Array:
         """Advance the deviation-based COB (g) to ``obs.t_min`` and add new announcements."""
