@@ -9,14 +9,16 @@ WebSocket each and pass the mutual handshake of docs/pump-protocol.md, and all s
 connected. Then ``--active`` of them stream ``--messages`` signed status envelopes in all,
 each pump keeping at most ``--window`` unacknowledged, and the clock runs from the first send
 to the last ack: stored/s counts envelopes the server acknowledged, which it does only after
-its transaction commits. Latency is send to ack of each envelope (p50, p99). Envelopes are
+its transaction commits (latency there is queueing, by construction). Then the fleet phase:
+every connected pump sends one status every ``--period`` seconds (as pumps do), each signed
+when due, for ``--fleet-seconds``; latency is send to ack of each (p50, p99) at that load. Envelopes are
 signed before the timed phase: each real pump signs on its own CPU, and here one process
 plays every pump on the same two cores as the server.
 
 Baseline, same run: the same rows, read back from the server's database, inserted into an
 empty copy of its ``pump_messages`` table (the server's own DDL) with ``executemany`` in
 transactions of ``--raw-batch`` rows, same pragmas. Targets: stored/s ≥ 50 % of the raw
-rate; p99 < 100 ms; every connection still open at the end, no sequence gap.
+rate; fleet p99 < 100 ms; every connection still open at the end, no sequence gap.
 """
 
 from __future__ import annotations
@@ -127,6 +129,30 @@ class Pump:
         await self.ws.send(json.dumps(build_hello(self.key, self.pump_id, challenge.nonce, 0)))
         verify_welcome(parse_frame(await self.ws.recv()), self.server_key, self.pump_id)
 
+    async def report_periodically(
+        self, index: int, first_seq: int, period_s: float, until: float, latencies: list[float]
+    ) -> int:
+        """Fleet load: one status every ``period_s`` (first at a random phase), each signed
+        when due and timed to its ack; returns how many were acked."""
+        assert self.ws is not None
+        ws, seq, sent = self.ws, first_seq, 0
+        await asyncio.sleep(period_s * ((index * 0.6180339887) % 1.0))
+        while time.perf_counter() < until:
+            frame = build_envelope(
+                self.key, type="status", pump_id=self.pump_id, seq=seq,
+                body=_status_body(index, seq), sent_at=datetime.now(UTC),
+            )  # fmt: skip
+            t0 = time.perf_counter()
+            await ws.send(json.dumps(frame))
+            while True:
+                ack = parse_frame(await ws.recv())
+                if ack.get("type") == "ack" and int(ack["seq"]) >= seq:
+                    break
+            latencies.append(time.perf_counter() - t0)
+            seq, sent = seq + 1, sent + 1
+            await asyncio.sleep(max(0.0, period_s - (time.perf_counter() - t0)))
+        return sent
+
     def frames(self, n: int, index: int) -> list[str]:
         now = datetime.now(UTC)
         return [
@@ -214,6 +240,18 @@ async def _run(args: argparse.Namespace, url: str, creds: Path) -> dict[str, Any
     ingest_s = time.perf_counter() - t0
     stored = per_pump * len(active)
 
+    # Fleet load: every connected pump reports every --period seconds for --fleet-seconds.
+    fleet_lat: list[float] = []
+    until = time.perf_counter() + args.fleet_seconds
+    firsts = [per_pump + 1 if i < len(active) else 1 for i in range(len(pumps))]
+    t0 = time.perf_counter()
+    fleet_sent = await asyncio.gather(
+        *(p.report_periodically(i, firsts[i], args.period, until, fleet_lat)
+          for i, p in enumerate(pumps))
+    )  # fmt: skip
+    fleet_s = time.perf_counter() - t0
+    fleet_lat.sort()
+
     still_open = sum(1 for p in pumps if p.ws is not None and p.ws.state.name == "OPEN")
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         monitor = next(a for a in accounts if a["role"] == "monitor")
@@ -239,8 +277,13 @@ async def _run(args: argparse.Namespace, url: str, creds: Path) -> dict[str, Any
         "messages": stored,
         "ingest_s": round(ingest_s, 3),
         "stored_per_s": round(stored / ingest_s),
-        "latency_p50_ms": round(1000 * statistics.median(latencies), 2),
-        "latency_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 2),
+        "saturated_latency_p50_ms": round(1000 * statistics.median(latencies), 2),
+        "saturated_latency_p99_ms": round(1000 * latencies[int(0.99 * (len(latencies) - 1))], 2),
+        "fleet_period_s": args.period,
+        "fleet_messages": sum(fleet_sent),
+        "fleet_per_s": round(sum(fleet_sent) / fleet_s),
+        "latency_p50_ms": round(1000 * statistics.median(fleet_lat), 2),
+        "latency_p99_ms": round(1000 * fleet_lat[int(0.99 * (len(fleet_lat) - 1))], 2),
     }
 
 
@@ -287,6 +330,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20000, help="status envelopes in all")
     parser.add_argument("--window", type=int, default=4, help="unacked envelopes per pump")
     parser.add_argument("--raw-batch", type=int, default=100, help="rows per raw transaction")
+    parser.add_argument("--period", type=float, default=10.0, help="fleet: s between reports")
+    parser.add_argument("--fleet-seconds", type=float, default=30.0, help="fleet phase length")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     args.active = min(args.active, args.pumps)
@@ -338,8 +383,13 @@ def main() -> None:
           f"open at end {result['connections_open_at_end']}/{args.pumps}, online on server "
           f"{result['pumps_online_on_server']}, sequence gaps {result['sequence_gaps']}")  # fmt: skip
     print(
-        f"  end to end (gateway, signed, SQLite): {result['stored_per_s']:>9,} stored/s; "
-        f"latency p50 {result['latency_p50_ms']} ms, p99 {result['latency_p99_ms']} ms"
+        f"  saturated, end to end (gateway, signed, SQLite): {result['stored_per_s']:,} "
+        f"stored/s (queueing latency p50 {result['saturated_latency_p50_ms']} ms)"
+    )
+    print(
+        f"  fleet load, every pump one status per {args.period:g} s: "
+        f"{result['fleet_per_s']:,}/s, ack latency p50 {result['latency_p50_ms']} ms, "
+        f"p99 {result['latency_p99_ms']} ms"
     )
     print(f"  raw SQLite executemany ({args.raw_batch}/tx): {result['raw_insert_per_s']:>9,} rows/s "
           f"({raw_rows} rows)")  # fmt: skip

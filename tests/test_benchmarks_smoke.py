@@ -39,6 +39,22 @@ ROOT = Path(__file__).resolve().parents[1]
             ],
             {"ours_patient_days_per_s", "simglucose_patient_days_per_s", "max_abs_dbg_mg_dl"},
         ),
+        (
+            "ingest.py",
+            [
+                "--pumps",
+                "12",
+                "--active",
+                "6",
+                "--messages",
+                "120",
+                "--fleet-seconds",
+                "3",
+                "--period",
+                "1",
+            ],
+            {"stored_per_s", "raw_insert_per_s", "ratio_to_raw", "latency_p99_ms"},
+        ),
     ],
 )
 def test_benchmark_runs(script: str, args: list[str], keys: set[str]) -> None:
@@ -53,6 +69,8 @@ def test_benchmark_runs(script: str, args: list[str], keys: set[str]) -> None:
     assert keys <= set(result)
     if script == "trial.py":  # same answers as the reference at the benchmarked speed
         assert max(result["max_abs_dbg_mg_dl"].values()) < 1.0
+    if script == "ingest.py":  # every pump stayed connected and nothing went missing
+        assert result["connections_open_at_end"] == 12 and result["sequence_gaps"] == 0
     if script == "pump.py":
         event, ticked = result["delivered_mg_event_vs_ticking"]
         assert abs(event - ticked) < 1e-6  # both resolutions deliver the same drug
