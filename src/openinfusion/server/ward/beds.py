@@ -63,21 +63,22 @@ def _weight(rng: random.Random, low: float = 55, high: float = 110) -> str:
     return f"{round(rng.uniform(low, high))} kg"
 
 
-def _icu_vasopressor(rng: random.Random) -> dict[str, Any]:
-    drug = rng.choice(["norepinephrine", "dopamine"])
-    program = (
-        {
-            "drug": "norepinephrine",
-            "concentration": "16 mg/250 mL",
-            "dose": f"{rng.choice([0.05, 0.08, 0.1, 0.15])} mcg/kg/min",
-        }
-        if drug == "norepinephrine"
-        else {
-            "drug": "dopamine",
-            "concentration": "800 mg/250 mL",
-            "dose": f"{rng.choice([3, 5, 8])} mcg/kg/min",
-        }
-    )
+# ICU syringe infusions: drug -> (concentration, doses to choose from, dose unit).
+_Choices = dict[str, tuple[str, tuple[float, ...], str]]
+_VASOPRESSORS: _Choices = {
+    "norepinephrine": ("16 mg/250 mL", (0.05, 0.08, 0.1, 0.15), "mcg/kg/min"),
+    "dopamine": ("800 mg/250 mL", (3, 5, 8), "mcg/kg/min"),
+}
+_SEDATIVES: _Choices = {
+    "propofol": ("10 mg/mL", (15, 25, 35), "mcg/kg/min"),
+    "dexmedetomidine": ("400 mcg/100 mL", (0.3, 0.5, 0.7), "mcg/kg/h"),
+}
+
+
+def _icu_syringe(rng: random.Random, drugs: _Choices) -> dict[str, Any]:
+    drug = rng.choice(list(drugs))
+    concentration, doses, unit = drugs[drug]
+    program = {"drug": drug, "concentration": concentration, "dose": f"{rng.choice(doses)} {unit}"}
     return {
         "care_area": "Adult ICU",
         "patient": {"weight": _weight(rng)},
@@ -85,30 +86,14 @@ def _icu_vasopressor(rng: random.Random) -> dict[str, Any]:
         "duration": "72 h",
         "program": {"therapy": "continuous", **program},
     }
+
+
+def _icu_vasopressor(rng: random.Random) -> dict[str, Any]:
+    return _icu_syringe(rng, _VASOPRESSORS)
 
 
 def _icu_sedation(rng: random.Random) -> dict[str, Any]:
-    drug = rng.choice(["propofol", "dexmedetomidine"])
-    program = (
-        {
-            "drug": "propofol",
-            "concentration": "10 mg/mL",
-            "dose": f"{rng.choice([15, 25, 35])} mcg/kg/min",
-        }
-        if drug == "propofol"
-        else {
-            "drug": "dexmedetomidine",
-            "concentration": "400 mcg/100 mL",
-            "dose": f"{rng.choice([0.3, 0.5, 0.7])} mcg/kg/h",
-        }
-    )
-    return {
-        "care_area": "Adult ICU",
-        "patient": {"weight": _weight(rng)},
-        "pump": {"kind": "syringe", "syringe_ml": 50},
-        "duration": "72 h",
-        "program": {"therapy": "continuous", **program},
-    }
+    return _icu_syringe(rng, _SEDATIVES)
 
 
 def _pca_morphine(rng: random.Random) -> dict[str, Any]:
