@@ -99,6 +99,18 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         e.ids["command_id"] = cmd["id"]
         e.ids["version"] = "2026.1.0"
         e.ids["old"], e.ids["new"] = "2026.1.0", "2026.2.0"
+        e.ids["patient_id"] = client.post(
+            "/api/patients",
+            headers=e.h[Role.NURSE],
+            json={
+                "mrn": "MRN-MATRIX",
+                "family_name": "Matrix",
+                "given_name": "Pat",
+                "birth_date": "1970-01-01",
+                "sex": "unknown",
+            },
+        ).json()["id"]
+        e.ids["channel"] = 2
         yield e
 
 
@@ -140,6 +152,29 @@ CALLS = [
     Call("GET", "/api/audit/verify", Perm.AUDIT_READ),
     Call("POST", "/api/enrolment-tokens", Perm.ENROL),
     Call("GET", "/api/events", Perm.EVENTS_READ),
+    Call("GET", "/api/patients", Perm.PATIENTS_READ),
+    Call(
+        "POST",
+        "/api/patients",
+        Perm.PATIENTS_MANAGE,
+        {
+            "mrn": "MRN-{role}",
+            "family_name": "Role",
+            "given_name": "{role}",
+            "birth_date": "1980-02-29",
+            "sex": "female",
+        },
+    ),
+    Call("GET", "/api/patients/{patient_id}", Perm.PATIENTS_READ),
+    Call("PATCH", "/api/patients/{patient_id}", Perm.PATIENTS_MANAGE, {"weight_kg": 71.5}),
+    Call("GET", "/api/patients/{patient_id}/associations", Perm.PATIENTS_READ),
+    Call(
+        "POST",
+        "/api/pumps/{pump_id}/channels/{channel}/association",
+        Perm.ASSOCIATIONS_MANAGE,
+        {"patient_id": 1},
+    ),
+    Call("DELETE", "/api/pumps/{pump_id}/channels/{channel}/association", Perm.ASSOCIATIONS_MANAGE),
 ]
 PUBLIC = {
     ("GET", "/api/health"),

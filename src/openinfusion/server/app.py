@@ -24,6 +24,7 @@ from openinfusion.server.api import (
     health,
     infusions,
     libraries,
+    patients,
     pumps,
     users,
 )
@@ -97,6 +98,7 @@ def create_app(settings: Settings, clock: Clock = utc_now) -> FastAPI:
         commands,
         events,
         libraries,
+        patients,
     ):
         app.include_router(module.router)
     app.include_router(gateway_router)

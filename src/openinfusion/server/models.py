@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -236,3 +239,47 @@ class PublishedLibrary(Base):
     package: Mapped[dict[str, Any]] = mapped_column(JSON)
     published_by: Mapped[str] = mapped_column(String(64))
     published_at: Mapped[datetime]
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mrn: Mapped[str] = mapped_column(String(32), unique=True)
+    family_name: Mapped[str] = mapped_column(String(80))
+    given_name: Mapped[str] = mapped_column(String(80))
+    birth_date: Mapped[date] = mapped_column(Date)
+    sex: Mapped[str] = mapped_column(String(16))
+    weight_kg: Mapped[float | None] = mapped_column(Float)
+    height_cm: Mapped[float | None] = mapped_column(Float)
+    unit: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+# At most one open association per pump channel, kept by the database itself: a partial
+# unique index (SQLite and PostgreSQL both have them) over the rows not yet ended.
+_OPEN = text("ended_at IS NULL")
+
+
+class Association(Base):
+    """Which patient a pump channel infuses, from ``associated_at`` until ``ended_at``."""
+
+    __tablename__ = "associations"
+    __table_args__ = (
+        Index(
+            "uq_associations_open_channel",
+            "pump_id",
+            "channel",
+            unique=True,
+            sqlite_where=_OPEN,
+            postgresql_where=_OPEN,
+        ),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pump_id: Mapped[str] = mapped_column(ForeignKey("pumps.id"), index=True)
+    channel: Mapped[int] = mapped_column(Integer)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    associated_by: Mapped[str] = mapped_column(String(64))
+    associated_at: Mapped[datetime]
+    ended_by: Mapped[str | None] = mapped_column(String(64))
+    ended_at: Mapped[datetime | None]

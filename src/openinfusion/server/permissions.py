@@ -35,6 +35,9 @@ class Perm(StrEnum):
     AUDIT_READ = "audit:read"
     LIBRARIES_READ = "libraries:read"
     LIBRARIES_PUBLISH = "libraries:publish"  # upload a package signed by a pharmacist
+    PATIENTS_READ = "patients:read"
+    PATIENTS_MANAGE = "patients:manage"  # admit (create), weight, height, care unit
+    ASSOCIATIONS_MANAGE = "associations:manage"  # which patient a pump channel infuses
 
 
 # Clinicians read a pump's message history (its infusion chart, CGM and implant readings
@@ -47,11 +50,14 @@ _CLINICAL_READ = {
     Perm.INFUSIONS_READ,
     Perm.COMMANDS_READ,
     Perm.EVENTS_READ,
+    Perm.PATIENTS_READ,
 }
+# Those at the bedside record patients and connect them to pump channels.
+_BEDSIDE = {Perm.ALARMS_ACK, Perm.COMMANDS_CLINICAL, Perm.PATIENTS_MANAGE, Perm.ASSOCIATIONS_MANAGE}
 
 MATRIX: dict[Role, frozenset[Perm]] = {
-    Role.NURSE: frozenset(_CLINICAL_READ | {Perm.ALARMS_ACK, Perm.COMMANDS_CLINICAL}),
-    Role.PHYSICIAN: frozenset(_CLINICAL_READ | {Perm.ALARMS_ACK, Perm.COMMANDS_CLINICAL}),
+    Role.NURSE: frozenset(_CLINICAL_READ | _BEDSIDE),
+    Role.PHYSICIAN: frozenset(_CLINICAL_READ | _BEDSIDE),
     Role.PHARMACIST: frozenset(_CLINICAL_READ | {Perm.COMMANDS_LIBRARY, Perm.LIBRARIES_PUBLISH}),
     Role.BIOMED: frozenset(
         {

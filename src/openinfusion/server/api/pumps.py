@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from openinfusion.server.api.deps import Principal, get_ctx, require
 from openinfusion.server.api.errors import ApiError, not_found
 from openinfusion.server.api.users import UNIT
-from openinfusion.server.api.views import message_view, pump_view
+from openinfusion.server.api.views import channel_patients, message_view, pump_view
 from openinfusion.server.context import ServerContext
 from openinfusion.server.models import Channel, Infusion, Pump, PumpMessage
 from openinfusion.server.permissions import Perm
@@ -40,7 +40,8 @@ def _views(session: Session, pumps: list[Pump], ctx: ServerContext) -> list[dict
     infusions = {i.id: i for i in session.scalars(select(Infusion).where(Infusion.id.in_(inf_ids)))}
     now = ctx.now()
     window = ctx.settings.online_window_s
-    return [pump_view(p, channels[p.id], infusions, now, window) for p in pumps]
+    patients = channel_patients(session, ids)
+    return [pump_view(p, channels[p.id], infusions, now, window, patients) for p in pumps]
 
 
 @router.get("")

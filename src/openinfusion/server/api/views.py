@@ -5,9 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from openinfusion.server.clock import iso
 from openinfusion.server.gaps import as_display, missing_count
-from openinfusion.server.models import Alarm, Channel, Command, Infusion, Pump, PumpMessage
+from openinfusion.server.models import (
+    Alarm,
+    Association,
+    Channel,
+    Command,
+    Infusion,
+    Patient,
+    Pump,
+    PumpMessage,
+)
 
 
 def online(pump: Pump, now: datetime, window_s: float) -> bool:
@@ -33,7 +45,31 @@ def infusion_view(inf: Infusion) -> dict[str, Any]:
     }
 
 
-def channel_view(ch: Channel, infusion: Infusion | None) -> dict[str, Any]:
+def channel_patients(
+    session: Session, pump_ids: list[str]
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """(pump id, channel) → the patient its open association names."""
+    rows = session.execute(
+        select(Association, Patient)
+        .join(Patient, Patient.id == Association.patient_id)
+        .where(Association.pump_id.in_(pump_ids), Association.ended_at.is_(None))
+    )
+    return {
+        (a.pump_id, a.channel): {
+            "id": p.id,
+            "mrn": p.mrn,
+            "family_name": p.family_name,
+            "given_name": p.given_name,
+            "association_id": a.id,
+            "associated_at": iso(a.associated_at),
+        }
+        for a, p in rows
+    }
+
+
+def channel_view(
+    ch: Channel, infusion: Infusion | None, patient: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "channel": ch.channel,
         "state": ch.state,
@@ -46,6 +82,7 @@ def channel_view(ch: Channel, infusion: Infusion | None) -> dict[str, Any]:
         "time_remaining_min": ch.time_remaining_min,
         "updated_at": iso(ch.updated_at),
         "infusion": infusion_view(infusion) if infusion is not None else None,
+        "patient": patient,
     }
 
 
@@ -55,8 +92,10 @@ def pump_view(
     infusions: dict[int, Infusion],
     now: datetime,
     window_s: float,
+    patients: dict[tuple[str, int], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     gaps = pump.gaps or []
+    patients = patients or {}
     return {
         "id": pump.id,
         "serial": pump.decommissioned_serial or pump.serial,
@@ -74,7 +113,11 @@ def pump_view(
         "key_id": pump.key_id,
         "power": pump.power,
         "channels": [
-            channel_view(ch, infusions.get(ch.infusion_id) if ch.infusion_id else None)
+            channel_view(
+                ch,
+                infusions.get(ch.infusion_id) if ch.infusion_id else None,
+                patients.get((pump.id, ch.channel)),
+            )
             for ch in sorted(channels, key=lambda c: c.channel)
         ],
     }
