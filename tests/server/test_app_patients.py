@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from openinfusion.server.api import patients as patients_api
 from openinfusion.server.app import create_app
 from openinfusion.server.db import Database
 from openinfusion.server.migrate import (
@@ -377,6 +378,23 @@ def test_the_database_keeps_one_open_association_per_channel(env: Env) -> None:
     with db.read() as s:
         n = s.scalar(select(func.count()).where(Association.pump_id == pump_id))
     assert n == 3
+
+
+def test_a_concurrent_association_is_refused_by_the_database(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests that both saw a free channel: the second insert hits the partial
+    unique index and answers 409 like the check in code, with nothing stored or audited."""
+    c, nurse = env.client, env.h[Role.NURSE]
+    pump_id, _key = env.enrol(None, "SN-RACE")
+    a, b = new_patient(env), new_patient(env)
+    assert c.post(assoc_path(pump_id, 1), headers=nurse, json={"patient_id": a["id"]}).is_success
+    starts = len(audit(env, "association.start"))
+    monkeypatch.setattr(patients_api, "_open_on", lambda *_args: None)  # the check saw none
+    r = c.post(assoc_path(pump_id, 1), headers=nurse, json={"patient_id": b["id"]})
+    assert r.status_code == 409 and r.json()["error"]["field"] == "channel"
+    assert c.get(f"/api/patients/{b['id']}/associations", headers=nurse).json() == []
+    assert len(audit(env, "association.start")) == starts
 
 
 _CHANNELS = [(0, 1), (0, 2), (1, 1), (1, 2)]  # (pump index, channel)
