@@ -277,3 +277,23 @@ def test_pca_bed_patient_presses_when_in_pain_and_lockout_holds() -> None:
     patient = bed.bedside.status_body()["patient"]
     assert patient["model"] == "Sarton morphine" and 0.0 <= patient["pain_nrs"] <= 10.0
     assert patient["ce"] > 0.0
+
+
+def test_ambulatory_5fu_reports_what_is_left_of_its_46_h_dose() -> None:
+    """The 46-h 5-FU programme is an intermittent dose (no VTBI): its status still says how
+    much of the dose and how much time are left, and both go down as it runs."""
+    pump = build_pump("oncology-5fu", "SER-O", random.Random(2))
+    pump.start()
+    seen = []
+    for hours in (10.0, 20.0):
+        pump.advance_to(hours * 3600.0)
+        ch = pump.bedside.status_body()["channels"][0]
+        dose_ml = ch["vtbi_ml"]
+        assert dose_ml is not None and dose_ml > 0
+        left = ch["vtbi_remaining_ml"]
+        assert 0.0 <= left < dose_ml
+        assert left == pytest.approx(dose_ml - pump.device.channels[0].step_ml)
+        if ch["state"] == "running" and ch["rate_ml_h"] > 0:
+            assert ch["time_remaining_min"] == pytest.approx(left / ch["rate_ml_h"] * 60.0)
+        seen.append(left)
+    assert seen[1] < seen[0]

@@ -28,6 +28,7 @@ from openinfusion.pump import therapies as T
 from openinfusion.pump.channel import CommandRejected, State
 from openinfusion.pump.codes import Alarm, Event
 from openinfusion.pump.device import Device
+from openinfusion.pump.plan import StepKind
 from openinfusion.security import PublicKey
 from openinfusion.security.envelope import FrameRejected
 from openinfusion.security.replay import Admission, ReplayGuard
@@ -121,6 +122,14 @@ class Bedside:
         vtbi = st["vtbi_ml"]
         vtbi_left = max(0.0, vtbi - st["program_ml"]) if vtbi is not None else None
         left_s = remaining["vtbi_s"] if remaining["vtbi_s"] is not None else None
+        step = ch.step
+        if vtbi is None and step is not None and step.kind is StepKind.DOSE and step.volume_ml:
+            # An intermittent dose (e.g. the 46-h 5-FU infusion) has no VTBI but a dose volume:
+            # report what is left of the dose running now.
+            vtbi = step.volume_ml
+            vtbi_left = max(0.0, step.volume_ml - ch.step_ml)
+            rate = st["rate_ml_h"]
+            left_s = vtbi_left / rate * 3600.0 if rate > 0 else None
         dose = summary.get("dose")
         dose_unit = summary.get("dose_unit")
         if (
