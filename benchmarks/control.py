@@ -111,22 +111,9 @@ def batch_us(
     prepared = []
     for case in cases:
         try:
-            status = get_last_glucose(case["glucose"])
-        except ValueError:
+            prepared.append(ScalarCase.from_reference(case))
+        except ValueError:  # the glucose records give no status
             continue
-        prepared.append(
-            ScalarCase(
-                status,
-                case["currenttemp"],
-                case["iob"],
-                case["profile"],
-                case["autosens"],
-                case["meal"],
-                case["microbolus"],
-                case["currentTime"],
-                case["reservoir"],
-            )
-        )
     prepared = prepared * copies
     start = time.perf_counter()
     inputs = batch_inputs(prepared)

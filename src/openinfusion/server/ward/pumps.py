@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ class Profile:
     factory: Callable[[Profile, str, random.Random], SimPump] | None = None
 
 
-class SimPump:
+class SimPump(ABC):
     """One simulated pump: a device, its bedside and timed happenings (pump seconds)."""
 
     def __init__(
@@ -75,9 +76,9 @@ class SimPump:
     def channels(self) -> int:
         return len(self.device.channels)
 
+    @abstractmethod
     def start(self) -> None:
         """Load and start the programs."""
-        raise NotImplementedError
 
     def _advance_device(self, t_s: float) -> None:
         self.device.advance_to(max(t_s, self.device.t_s))

@@ -24,6 +24,7 @@ import numpy as np
 
 from openinfusion.control.aid.oref._js import jmax, jmin, num, time_clip, truthy
 from openinfusion.control.aid.oref._vec import BoolArray, FloatArray
+from openinfusion.control.aid.oref.glucose import get_last_glucose
 from openinfusion.control.aid.oref.predict import POINTS
 
 _FINE_STEP_MODELS = ("54", "23")  # x23/x54 pumps: 0.025 U/h steps below 1 U/h
@@ -96,6 +97,24 @@ class ScalarCase(NamedTuple):
     microbolus_allowed: bool
     current_time_ms: float
     reservoir_data: Any = None
+
+    @classmethod
+    def from_reference(cls, case: Mapping[str, Any]) -> ScalarCase:
+        """The arguments for one case in the reference's JSON shapes (``glucose`` records,
+        ``currenttemp``, ``iob``, ``profile``, ``autosens``, ``meal``, ``microbolus``,
+        ``currentTime``, ``reservoir``); raises ValueError when the glucose records give
+        no status."""
+        return cls(
+            get_last_glucose(case["glucose"]),
+            case["currenttemp"],
+            case["iob"],
+            case["profile"],
+            case["autosens"],
+            case["meal"],
+            case["microbolus"],
+            case["currentTime"],
+            case["reservoir"],
+        )
 
 
 # Float columns, in the order the builder fills them (one value per case).
