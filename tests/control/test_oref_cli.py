@@ -187,3 +187,16 @@ def test_current_time_defaults_to_now(tmp_path: Path) -> None:
     args.remove("--current-time")
     code, out = run(args)
     assert code == 0 and "BG data is too old" in out["reason"]
+
+
+def test_a_nan_rate_is_refused_not_printed_as_a_decision(tmp_path: Path) -> None:
+    """Meal data as oref0-meal writes it after a clock error (no lastCarbTime) leave the
+    reference without an eventual glucose: it sets a temp of NaN U/h and exits 0. The command
+    refuses that, naming the field, instead of handing a script a null rate."""
+    case = make_case(random.Random(2))
+    assert case["meal"]["reason"] == "Could not parse clock data"
+    files = _write(tmp_path, case)
+    code, out = run(_args(files, case, "--json"))
+    assert code == 2
+    assert out["error"]["field"] == "decision.rate"
+    assert "no eventual glucose" in out["error"]["rule"]

@@ -4,6 +4,7 @@ native input files (docs/aid.md, "oref determine-basal")."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -92,6 +93,17 @@ def determine_basal_cmd(
     )
     if "error" in result:
         raise InputError("inputs", None, f"the decision cannot be made: {result['error'].strip()}")
+    rate = result.get("rate")
+    if isinstance(rate, float) and math.isnan(rate):
+        # The reference itself gives a NaN rate when the inputs yield no eventual glucose
+        # (e.g. meal data without lastCarbTime, as oref0-meal writes on a clock error); it
+        # prints that as null and exits 0. A temp of NaN U/h is no decision: refuse it.
+        raise InputError(
+            "decision.rate",
+            "NaN",
+            "the inputs give no eventual glucose, so no temp can be set "
+            f"(reason: {str(result.get('reason', '')).strip()[:160]})",
+        )
     out = to_json(result)
     if json_out:
         print_json(out)
