@@ -283,3 +283,10 @@ class Association(Base):
     associated_at: Mapped[datetime]
     ended_by: Mapped[str | None] = mapped_column(String(64))
     ended_at: Mapped[datetime | None]
+
+
+# Tables owned by the other layer-5 packages live beside their code; importing them here
+# puts every table on ``Base.metadata`` whichever module is imported first.
+from openinfusion.analytics import tables as _analytics_tables  # noqa: E402, F401
+from openinfusion.interop import order_tables as _order_tables  # noqa: E402, F401
+from openinfusion.interop import outbound_tables as _outbound_tables  # noqa: E402, F401

@@ -7,9 +7,12 @@ import { liveMode, startLive, stopLive } from "./events.js";
 import { dueBurst, playBurst, setSound, soundEnabled } from "./sound.js";
 import { refresh, store, subscribe } from "./store.js";
 import { refreshAlarms, renderAlarms } from "./views/alarms.js";
+import { renderAnalytics } from "./views/analytics.js";
 import { renderAudit } from "./views/audit.js";
 import { renderLibrary } from "./views/library.js";
 import { renderLogin } from "./views/login.js";
+import { renderMaintenance } from "./views/maintenance.js";
+import { renderOrders } from "./views/orders.js";
 import { renderPump } from "./views/pump.js";
 import { renderRemote } from "./views/remote.js";
 import { renderWard } from "./views/ward.js";
@@ -42,6 +45,13 @@ function draw(reason) {
   else if (name === "alarms") (reason === "store" ? refreshAlarms(root) : renderAlarms(root));
   else if (name === "library") renderLibrary(root, { reload: reason === "navigate" });
   else if (name === "remote") renderRemote(root, { fresh });
+  else if (name === "orders") renderOrders(root, { fresh });
+  else if (name === "analytics") {
+    if (reason === "navigate") renderAnalytics(root, { reload: true });
+  }
+  else if (name === "maintenance") {
+    if (reason === "navigate") renderMaintenance(root, { reload: true });
+  }
   else if (name === "audit") {
     if (reason === "navigate") renderAudit(root, { reload: true });
   }

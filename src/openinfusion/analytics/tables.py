@@ -1,0 +1,11 @@
+"""Tables of fleet analytics and predictive maintenance (service records, risk scores).
+
+Declared on the server's one SQLAlchemy ``Base`` (so Alembic and the schema check see them);
+``openinfusion.server.models`` imports this module at its end.
+"""
+
+from __future__ import annotations
+
+from openinfusion.server.models import Base
+
+__all__ = ["Base"]

@@ -1,0 +1,1 @@
+"""The FHIR R4 REST face of the infusion management server (mounted at ``/fhir``)."""
