@@ -146,7 +146,15 @@ def test_user_create_validates_and_generates_password(client: TestClient) -> Non
 def test_c05_first_start_generates_unique_credentials_and_keys(tmp_path: Path) -> None:
     apps = [create_app(make_settings(tmp_path, name)) for name in ("one", "two")]
     creds = [credentials(a) for a in apps]
-    assert set(creds[0]) == {"nurse", "physician", "pharmacist", "biomed", "admin", "monitor"}
+    assert set(creds[0]) == {
+        "nurse",
+        "physician",
+        "pharmacist",
+        "biomed",
+        "admin",
+        "monitor",
+        "interface",
+    }
     assert not set(creds[0].values()) & set(creds[1].values())
     keys = [
         public_bytes(load_private_key(tmp_path / n / "server-key.pem").public_key())

@@ -41,7 +41,15 @@ def test_demo_starts_server_and_ward_and_the_ward_fills_in(tmp_path: Path) -> No
         announced = json.loads(_read_json_object(proc.stdout))
         assert announced["dashboard_url"] == f"{url}/"
         roles = {a["role"] for a in announced["accounts"]}
-        assert roles == {"nurse", "physician", "pharmacist", "biomed", "admin", "monitor"}
+        assert roles == {
+            "nurse",
+            "physician",
+            "pharmacist",
+            "biomed",
+            "admin",
+            "monitor",
+            "interface",
+        }
         nurse = next(a for a in announced["accounts"] if a["role"] == "nurse")
         token = _token(url, nurse)
         seen: list[dict[str, object]] = []

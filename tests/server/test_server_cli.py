@@ -35,6 +35,7 @@ def test_c05_serve_prints_first_accounts_once(
         "biomed",
         "admin",
         "monitor",
+        "interface",
     }
     saved = json.loads((data / "demo-credentials.json").read_text())
     assert saved == accounts

@@ -14,6 +14,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from openinfusion import __version__
+from openinfusion.analytics import api as analytics_api
+from openinfusion.interop import api_hl7, api_orders
+from openinfusion.interop.fhir import api as fhir_api
 from openinfusion.server.api import (
     alarms,
     audit,
@@ -99,6 +102,10 @@ def create_app(settings: Settings, clock: Clock = utc_now) -> FastAPI:
         events,
         libraries,
         patients,
+        api_orders,
+        api_hl7,
+        fhir_api,
+        analytics_api,
     ):
         app.include_router(module.router)
     app.include_router(gateway_router)

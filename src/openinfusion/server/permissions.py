@@ -2,7 +2,9 @@
 
 Roles follow least privilege: clinicians act on infusions, the pharmacist on libraries,
 biomedical engineering on devices, the administrator on accounts and the audit trail, and
-``monitor`` (a central-station screen) only reads. No role has every permission.
+``monitor`` (a central-station screen) only reads, and ``interface`` is the hospital's
+integration engine (HL7/FHIR): it submits EHR orders, which are only ever pre-populated on a
+pump, and reads what the chart needs. No role has every permission.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ class Role(StrEnum):
     BIOMED = "biomed"
     ADMIN = "admin"
     MONITOR = "monitor"
+    INTERFACE = "interface"
 
 
 class Perm(StrEnum):
@@ -38,6 +41,11 @@ class Perm(StrEnum):
     PATIENTS_READ = "patients:read"
     PATIENTS_MANAGE = "patients:manage"  # admit (create), weight, height, care unit
     ASSOCIATIONS_MANAGE = "associations:manage"  # which patient a pump channel infuses
+    ORDERS_READ = "orders:read"  # EHR infusion orders and their status on the pump
+    ORDERS_SUBMIT = "orders:submit"  # send an order (pre-populated, confirmed at the bedside)
+    INTEROP_READ = "interop:read"  # HL7/FHIR link state: outbound queue, last errors
+    ANALYTICS_READ = "analytics:read"  # DERS compliance, overrides, alarm burden reports
+    MAINTENANCE_READ = "maintenance:read"  # fleet telemetry and the maintenance queue
 
 
 # Clinicians read a pump's message history (its infusion chart, CGM and implant readings
@@ -51,14 +59,17 @@ _CLINICAL_READ = {
     Perm.COMMANDS_READ,
     Perm.EVENTS_READ,
     Perm.PATIENTS_READ,
+    Perm.ORDERS_READ,
 }
 # Those at the bedside record patients and connect them to pump channels.
 _BEDSIDE = {Perm.ALARMS_ACK, Perm.COMMANDS_CLINICAL, Perm.PATIENTS_MANAGE, Perm.ASSOCIATIONS_MANAGE}
 
 MATRIX: dict[Role, frozenset[Perm]] = {
     Role.NURSE: frozenset(_CLINICAL_READ | _BEDSIDE),
-    Role.PHYSICIAN: frozenset(_CLINICAL_READ | _BEDSIDE),
-    Role.PHARMACIST: frozenset(_CLINICAL_READ | {Perm.COMMANDS_LIBRARY, Perm.LIBRARIES_PUBLISH}),
+    Role.PHYSICIAN: frozenset(_CLINICAL_READ | _BEDSIDE | {Perm.ORDERS_SUBMIT}),
+    Role.PHARMACIST: frozenset(
+        _CLINICAL_READ | {Perm.COMMANDS_LIBRARY, Perm.LIBRARIES_PUBLISH, Perm.ANALYTICS_READ}
+    ),
     Role.BIOMED: frozenset(
         {
             Perm.PUMPS_READ,
@@ -70,6 +81,9 @@ MATRIX: dict[Role, frozenset[Perm]] = {
             Perm.COMMANDS_LIBRARY,
             Perm.LIBRARIES_READ,
             Perm.PUMPS_MANAGE,
+            Perm.INTEROP_READ,
+            Perm.ANALYTICS_READ,
+            Perm.MAINTENANCE_READ,
         }
     ),
     Role.ADMIN: frozenset(
@@ -84,9 +98,25 @@ MATRIX: dict[Role, frozenset[Perm]] = {
             Perm.AUDIT_READ,
             Perm.LIBRARIES_READ,
             Perm.PUMPS_MANAGE,
+            Perm.INTEROP_READ,
+            Perm.ANALYTICS_READ,
+            Perm.MAINTENANCE_READ,
         }
     ),
     Role.MONITOR: frozenset(_CLINICAL_READ),
+    Role.INTERFACE: frozenset(
+        {
+            Perm.ORDERS_SUBMIT,
+            Perm.ORDERS_READ,
+            Perm.PATIENTS_READ,
+            Perm.PATIENTS_MANAGE,
+            Perm.PUMPS_READ,
+            Perm.INFUSIONS_READ,
+            Perm.ALARMS_READ,
+            Perm.LIBRARIES_READ,
+            Perm.INTEROP_READ,
+        }
+    ),
 }
 
 # Roles whose view may be limited to one care unit (user.unit set): those at the bedside.
