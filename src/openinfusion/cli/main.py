@@ -9,9 +9,11 @@ from openinfusion.cli import (
     aid_cmd,
     demo_cmd,
     dose_cmd,
+    hl7_cmd,
     library_cmd,
     mipd_cmd,
     pump_cmd,
+    report_cmd,
     server_cmd,
     tci_cmd,
     trial_cmd,
@@ -39,6 +41,8 @@ app.command("serve")(server_cmd.serve_command)
 app.add_typer(server_cmd.audit_app, name="audit")
 app.command("ward")(ward_cmd.ward_command)
 app.command("demo")(demo_cmd.demo_command)
+app.add_typer(hl7_cmd.hl7_app, name="hl7")
+app.add_typer(report_cmd.report_app, name="report")
 
 
 @app.command("tour")

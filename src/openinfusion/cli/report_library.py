@@ -1,0 +1,9 @@
+"""``openinfusion report``: the library-verify report (limits simulated on virtual populations)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's report commands to the ``report`` group."""
