@@ -1,7 +1,9 @@
-"""Pumps: list with online state, gaps and channels; one pump; its stored messages."""
+"""Pumps: list with online state, gaps and channels; one pump; its stored messages;
+unit changes and decommissioning."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -14,7 +16,14 @@ from openinfusion.server.api.errors import ApiError, not_found
 from openinfusion.server.api.users import UNIT
 from openinfusion.server.api.views import channel_patients, message_view, pump_view
 from openinfusion.server.context import ServerContext
-from openinfusion.server.models import Channel, Infusion, Pump, PumpMessage
+from openinfusion.server.models import (
+    Association,
+    Channel,
+    Infusion,
+    Patient,
+    Pump,
+    PumpMessage,
+)
 from openinfusion.server.permissions import Perm
 
 router = APIRouter(prefix="/api/pumps", tags=["pumps"])
@@ -118,12 +127,16 @@ def decommission_pump(
 ) -> None:
     """Decommission (RELIABILITY C-23): the pump's key is refused from now on, a live
     connection is closed, its serial is freed so the device can only come back through a
-    new enrolment (new key, new id); its history stays readable under the old id."""
+    new enrolment (new key, new id); its history stays readable under the old id. Its open
+    patient associations end in the same transaction (each audited as ``association.end``),
+    so no patient stays linked to a channel that can no longer report."""
     with ctx.db.write() as session:
         pump = visible_pump(session, principal, pump_id)
         if pump.decommissioned_at is not None:
             raise ApiError(409, "pump_id", pump_id, "is already decommissioned")
-        pump.decommissioned_at = ctx.now()
+        now = ctx.now()
+        _end_associations(ctx, session, pump, principal.username, now)
+        pump.decommissioned_at = now
         pump.decommissioned_serial, pump.serial = pump.serial, f"~{pump.id}"
         ctx.audit(
             session,
@@ -135,4 +148,40 @@ def decommission_pump(
         )
         ctx.bus.publish(
             session, {"type": "pump_decommissioned", "pump_id": pump_id, "unit": pump.unit}
+        )
+
+
+def _end_associations(
+    ctx: ServerContext, session: Session, pump: Pump, username: str, now: datetime
+) -> None:
+    """End every open association of ``pump`` in the caller's transaction, audited and
+    announced like an association ended at the bedside."""
+    open_rows = session.scalars(
+        select(Association)
+        .where(Association.pump_id == pump.id, Association.ended_at.is_(None))
+        .order_by(Association.channel)
+    ).all()
+    for assoc in open_rows:
+        assoc.ended_at, assoc.ended_by = now, username
+        patient = session.get(Patient, assoc.patient_id)
+        ctx.audit(
+            session,
+            username,
+            "association.end",
+            f"pump:{pump.id}/channel:{assoc.channel}",
+            association_id=assoc.id,
+            patient_id=assoc.patient_id,
+            mrn=patient.mrn if patient is not None else None,
+            reason="pump decommissioned",
+        )
+        ctx.bus.publish(
+            session,
+            {
+                "type": "association_ended",
+                "association_id": assoc.id,
+                "pump_id": pump.id,
+                "channel": assoc.channel,
+                "patient_id": assoc.patient_id,
+                "unit": pump.unit,
+            },
         )
