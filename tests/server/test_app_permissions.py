@@ -111,6 +111,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             },
         ).json()["id"]
         e.ids["channel"] = 2
+        e.ids["order_id"] = 1  # no order yet: a 404 for those allowed to read orders
         yield e
 
 
@@ -175,6 +176,9 @@ CALLS = [
         {"patient_id": 1},
     ),
     Call("DELETE", "/api/pumps/{pump_id}/channels/{channel}/association", Perm.ASSOCIATIONS_MANAGE),
+    Call("GET", "/api/orders", Perm.ORDERS_READ),
+    Call("GET", "/api/orders/reverifications", Perm.ORDERS_READ),
+    Call("GET", "/api/orders/{order_id}", Perm.ORDERS_READ),
 ]
 PUBLIC = {
     ("GET", "/api/health"),
