@@ -328,7 +328,7 @@ class Channel:
 
     # ---- commands -------------------------------------------------------------------------
 
-    def load(self, plan: Plan, t: float) -> None:
+    def load(self, plan: Plan, t: float, ders: dict[str, Any] | None = None) -> None:
         """Enter a program (it does not start). A new syringe/set brings back start-up slack.
 
         The engine checks what it can execute whatever the builder checked (C-18): no step
@@ -345,6 +345,7 @@ class Channel:
             therapy=plan.therapy,
             drug=plan.drug.name if plan.drug else None,
             vtbi_ml=plan.vtbi_ml,
+            **({"ders": ders} if ders is not None else {}),
         )
         self.plan = plan
         self.step_i, self.step_ml, self.program_ml, self.kvo_ml = 0, 0.0, 0.0, 0.0

@@ -115,6 +115,7 @@ class Event(StrEnum):
 
     PROGRAMMED = "programmed"
     OVERRIDE = "override"
+    DERS_ALERT = "ders_alert"  # a program DERS refused: hard block, or soft alert cancelled
     STARTED = "started"
     PAUSED = "paused"
     RESUMED = "resumed"

@@ -91,6 +91,8 @@ class Device:
         # End of the earliest displacement reserved at the last commit: commit there.
         self._commit_by = math.inf
         self.listener = listener
+        # Channel -> level of the last DERS refusal not yet followed by a program.
+        self._alerted: dict[int, str] = {}
         self.clock = clock  # wall time for display and schedules only, never for delivery
         self.ledger = DoseLedger()  # every channel's drug delivery, for shared limits (B-16)
         per_channel = list(settings) if settings else [ChannelSettings() for _ in mechanisms]
@@ -298,13 +300,33 @@ class Device:
         self._flush(force=True)
         return result
 
-    def program(self, index: int, plan: Plan, **info: Any) -> None:
-        self._command(
-            "program",
-            index,
-            {"plan": _plan_summary(plan), **info},
-            lambda: self.channels[index].load(plan, self.t_s),
-        )
+    def program(
+        self, index: int, plan: Plan, *, ders: dict[str, Any] | None = None, **info: Any
+    ) -> None:
+        """Load ``plan`` on channel ``index``. ``ders``: the program's DERS facts
+        (:func:`openinfusion.pump.ders_log.ders_record`), reported with the ``programmed``
+        event; a program entered after a DERS refusal on the channel is marked
+        ``after_alert`` with the refused level (a reprogram)."""
+        if ders is not None:
+            ders = {**ders, "after_alert": self._alerted.get(index)}
+
+        def load() -> None:
+            self.channels[index].load(plan, self.t_s, ders)
+            self._alerted.pop(index, None)
+
+        self._command("program", index, {"plan": _plan_summary(plan), **info}, load)
+
+    def ders_alert(self, index: int, record: dict[str, Any]) -> None:
+        """Record a program DERS refused on channel ``index`` (it changes nothing on the
+        channel): ``record`` from :func:`openinfusion.pump.ders_log.refusal_record`."""
+        if not self.powered:
+            raise CommandRejected("program", "off", "the pump is powered off")
+        channel = self.channel(index)
+        channel.emit(self.t_s, Event.DERS_ALERT.value, record)
+        level = record.get("level")
+        if isinstance(level, str):
+            self._alerted[index] = level
+        self._flush()
 
     def start(self, index: int) -> None:
         self._command("start", index, {}, lambda: self.channels[index].start(self.t_s))

@@ -74,6 +74,9 @@ class Programmed:
             out["findings"] = [f.message for f in self.verdict.crossed]
         if self.override is not None:
             out["override_reason"] = self.override.reason
+        from openinfusion.pump.ders_log import ders_record
+
+        out["ders"] = ders_record(self)
         return out
 
 

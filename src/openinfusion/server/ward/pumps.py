@@ -10,6 +10,7 @@ with the same seed does the same things at the same pump times.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import random
@@ -27,6 +28,7 @@ from openinfusion.pump.codes import Alarm
 from openinfusion.pump.device import Device
 from openinfusion.pump.journal import Recovery, SqliteJournal, recover
 from openinfusion.pump.scenario import ContinuousSpec, Run, scenario_from_data
+from openinfusion.server.ward import ders_events
 from openinfusion.server.ward.bedside import Bedside
 
 Action = Callable[["SimPump"], None]
@@ -68,6 +70,10 @@ class SimPump(ABC):
         self._order = itertools.count()
         self.log: deque[tuple[float, str]] = deque(maxlen=500)
         self.nurse_resumes = True
+        # The nurse who confirms pre-populated orders draws from her own seeded stream, so
+        # an order arriving does not shift the pump's other happenings.
+        self._order_rng = random.Random(f"{serial}:orders")
+        self._orders_planned: set[str] = set()
         for t, label, act in profile.happenings(rng):
             self.at(t, label, act)
         self.at(NURSE_ROUND_S, "nurse round", _nurse_round)
@@ -96,6 +102,7 @@ class SimPump(ABC):
 
     def advance_to(self, t_s: float) -> None:
         """Run pump time to ``t_s`` (s), doing each bedside happening at its own time."""
+        self._plan_confirmations()
         while self._queue and self._queue[0].t_s <= t_s:
             item = heapq.heappop(self._queue)
             self._advance_device(item.t_s)
@@ -105,6 +112,21 @@ class SimPump(ABC):
             except (CommandRejected, InputError, DersError) as exc:
                 self.log.append((self.device.t_s, f"{item.label} refused: {exc}"))
         self._advance_device(t_s)
+
+    def _plan_confirmations(self) -> None:
+        """A remote change newly pre-populated: the nurse comes to confirm it after a seeded
+        delay of pump time (ORDER_CONFIRM_S)."""
+        for index, pending in self.bedside.pending.items():
+            key = pending.admission.command.command_id
+            if key in self._orders_planned:
+                continue
+            self._orders_planned.add(key)
+            delay = self._order_rng.uniform(*ORDER_CONFIRM_S)
+            self.at(
+                self.device.t_s + delay,
+                f"nurse confirms the order on channel {index + 1}",
+                functools.partial(_confirm_order, index=index, command_id=key),
+            )
 
     # ---- bedside actions (a nurse, a patient, a fault) -----------------------------------
 
@@ -154,6 +176,7 @@ class ScenarioPump(SimPump):
             programmed=dict(self.run.programmed),
         )
         super().__init__(profile, serial, rng, self.run.device, bedside)
+        ders_events.schedule(self)  # dose changes that meet the library's limits
         if self.recovery is not None:
             self._skip_past()
             self.at(self.device.t_s + NURSE_RECOVERY_S, "nurse after restart", _confirm_recovery)
@@ -193,7 +216,26 @@ class ScenarioPump(SimPump):
 
 
 NURSE_ROUND_S = 10 * 60.0
+# A pre-populated order is confirmed 20-45 s (pump time) after it appears: within the
+# command's life (at most 60 s on the pump's own clock, docs/pump-protocol.md) even when the
+# ward runs at real time, with room for the link; faster wards leave more.
+ORDER_CONFIRM_S = (20.0, 45.0)
+OVERRIDE_REASON = "confirmed with the prescriber at the bedside"
 NURSE_RECOVERY_S = 3 * 60.0
+
+
+def _confirm_order(pump: SimPump, index: int, command_id: str) -> None:
+    """The nurse checks patient and pump against the order and confirms it (giving the
+    override reason a soft-limit crossing needs); a change already gone is left alone."""
+    pending = pump.bedside.pending.get(index)
+    if pending is None or pending.admission.command.command_id != command_id:
+        return
+    reason = OVERRIDE_REASON if pending.soft_limits else None
+    hook = pump.bedside.confirm_hook
+    if hook is not None:
+        hook(index + 1, reason)
+    else:
+        pump.log.append((pump.device.t_s, f"order on channel {index + 1} has no link to confirm"))
 
 
 def _confirm_recovery(pump: SimPump) -> None:
