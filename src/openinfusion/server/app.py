@@ -17,6 +17,7 @@ from openinfusion import __version__
 from openinfusion.analytics import api as analytics_api
 from openinfusion.interop import api_hl7, api_orders
 from openinfusion.interop.fhir import api as fhir_api
+from openinfusion.interop.link import start_hl7_link, stop_hl7_link
 from openinfusion.server.api import (
     alarms,
     audit,
@@ -65,12 +66,15 @@ def create_app(settings: Settings, clock: Clock = utc_now) -> FastAPI:
     hub = GatewayHub(ctx)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ctx.bus.start()
         await hub.start()
+        hl7_link = await start_hl7_link(ctx)
+        app.state.hl7_listener, app.state.hl7_outbound = hl7_link
         try:
             yield
         finally:
+            await stop_hl7_link(*hl7_link)
             await hub.stop()
             await ctx.bus.stop()
             ctx.db.dispose()
@@ -84,6 +88,7 @@ def create_app(settings: Settings, clock: Clock = utc_now) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.hub = hub
+    app.state.hl7_listener = app.state.hl7_outbound = None
     app.state.first_accounts = first_accounts
     app.state.streams = Counter()  # open live-event streams per account
     app.state.unauth_sampler = AuditSampler()  # unauthenticated refusals audited per address

@@ -35,6 +35,21 @@ class Settings(BaseModel):
     login_free_failures: int = Field(3, ge=1)
     login_backoff_cap_s: float = Field(900.0, gt=0)
     gateway_batch_max: int = Field(500, ge=1)
+    # HL7 v2 over MLLP (docs/hl7-transport.md). Inbound: orders from the EHR, when a port
+    # is given. Outbound: PCD-01/PCD-04 to each "host:port" destination.
+    hl7_listen_host: str = "127.0.0.1"
+    hl7_listen_port: int | None = Field(None, ge=0, le=65535)
+    hl7_max_frame_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    hl7_frame_timeout_s: float = Field(30.0, gt=0)
+    hl7_idle_timeout_s: float = Field(300.0, gt=0)
+    hl7_max_connections: int = Field(64, ge=1, le=10_000)
+    hl7_destinations: tuple[str, ...] = Field((), max_length=16)
+    hl7_status_interval_s: float = Field(60.0, ge=0)
+    hl7_ack_timeout_s: float = Field(10.0, gt=0)
+    hl7_retry_base_s: float = Field(1.0, gt=0)
+    hl7_retry_max_s: float = Field(300.0, gt=0)
+    hl7_ae_retries: int = Field(3, ge=0)
+    hl7_forward_interval_s: float = Field(1.0, gt=0)
 
     @property
     def database_url(self) -> str:
