@@ -112,6 +112,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         ).json()["id"]
         e.ids["channel"] = 2
         e.ids["order_id"] = 1  # no order yet: a 404 for those allowed to read orders
+        e.ids.update(  # FHIR ids (a 404 where no such resource exists yet)
+            device_id=pump_id,
+            metric_id=f"{pump_id}-ch1-rate",
+            observation_id=f"{pump_id}-ch1-rate-1",
+            administration_id=1,
+        )
         yield e
 
 
@@ -179,12 +185,31 @@ CALLS = [
     Call("GET", "/api/orders", Perm.ORDERS_READ),
     Call("GET", "/api/orders/reverifications", Perm.ORDERS_READ),
     Call("GET", "/api/orders/{order_id}", Perm.ORDERS_READ),
+    Call("GET", "/api/analytics/compliance", Perm.ANALYTICS_READ),
+    Call("GET", "/api/analytics/overrides", Perm.ANALYTICS_READ),
+    Call("GET", "/api/analytics/alarms", Perm.ANALYTICS_READ),
+]
+CALLS += [  # the FHIR face (interop/fhir/api.py)
+    Call("GET", "/fhir/Device", Perm.PUMPS_READ),
+    Call("GET", "/fhir/Device/{device_id}", Perm.PUMPS_READ),
+    Call("GET", "/fhir/DeviceMetric", Perm.PUMPS_READ),
+    Call("GET", "/fhir/DeviceMetric/{metric_id}", Perm.PUMPS_READ),
+    Call("GET", "/fhir/Observation", Perm.INFUSIONS_READ),
+    Call("GET", "/fhir/Observation/{observation_id}", Perm.INFUSIONS_READ),
+    Call("GET", "/fhir/MedicationAdministration", Perm.INFUSIONS_READ),
+    Call("GET", "/fhir/MedicationAdministration/{administration_id}", Perm.INFUSIONS_READ),
+    Call("GET", "/fhir/Patient", Perm.PATIENTS_READ),
+    Call("GET", "/fhir/Patient/{patient_id}", Perm.PATIENTS_READ),
+    Call("GET", "/fhir/MedicationRequest", Perm.ORDERS_READ),
+    Call("GET", "/fhir/MedicationRequest/{order_id}", Perm.ORDERS_READ),
+    Call("POST", "/fhir/MedicationRequest", Perm.ORDERS_SUBMIT, {"resourceType": "Patient"}),
 ]
 CALLS += [  # the HL7 link (interop/api_hl7.py)
     Call("GET", "/api/interop/hl7/outbox", Perm.INTEROP_READ),
     Call("GET", "/api/interop/hl7/outbox/messages", Perm.INTEROP_READ),
 ]
 PUBLIC = {
+    ("GET", "/fhir/metadata"),
     ("GET", "/api/health"),
     ("POST", "/api/auth/token"),
     ("POST", "/api/gateway/enrol"),
