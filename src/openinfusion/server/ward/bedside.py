@@ -22,7 +22,7 @@ from typing import Any
 
 from openinfusion.errors import InputError
 from openinfusion.library import Library, VerifiedLibrary, verify_package
-from openinfusion.library.ders import DersError
+from openinfusion.library.ders import DersError, SoftLimitError
 from openinfusion.library.signing import library_sha256
 from openinfusion.pump import therapies as T
 from openinfusion.pump.channel import CommandRejected, State
@@ -51,12 +51,18 @@ class Outcome:
 
 @dataclass(slots=True)
 class Pending:
-    """A pre-populated remote change waiting for the clinician at the bedside."""
+    """A pre-populated remote change waiting for the clinician at the bedside.
+
+    A remote program that crosses a soft limit is pre-populated with the crossings shown
+    (``soft_limits``); only a clinician at the bedside may override them, with a reason
+    (``apply_override``), never the server."""
 
     admission: Admission
     action: str
     channel: int  # device index
     apply: Callable[[], str]  # applies the change; returns what was done
+    soft_limits: tuple[str, ...] = ()
+    apply_override: Callable[[str], str] | None = None
 
 
 def jsonable(value: Any) -> Any:
@@ -99,6 +105,9 @@ class Bedside:
         self.dropped: list[tuple[Pending, str]] = []
         self.held: set[int] = set()  # channels paused or stopped from the central station
         self.observe: Callable[[], dict[str, Any]] | None = None  # patient readings, if any
+        # How a confirmation at this bedside is reported (the link sets it): channel from 1,
+        # the clinician's override reason for a soft limit, or None.
+        self.confirm_hook: Callable[[int, str | None], Any] | None = None
 
     # ---- status --------------------------------------------------------------------------
 
@@ -166,6 +175,9 @@ class Bedside:
             "reservoir_ml": st["reservoir_ml"],
             "pressure_mmhg": st["pressure_mmhg"],
             "pending_remote": self.pending[index].action if index in self.pending else None,
+            "pending_soft_limits": list(self.pending[index].soft_limits)
+            if index in self.pending
+            else [],
         }
         return jsonable(out)  # type: ignore[no-any-return]
 
@@ -271,19 +283,37 @@ class Bedside:
     def _prepopulate(self, admission: Admission, index: int) -> Outcome:
         cmd = admission.command
         ch = self.device.channels[index]
+        soft: tuple[str, ...] = ()
+        override: Callable[[str], str] | None = None
         if cmd.action == "program":
-            programmed = self._build_program(cmd.params)
+            try:
+                programmed: T.Programmed | None = self._build_program(cmd.params)
+            except SoftLimitError as exc:
+                programmed, soft = None, tuple(exc.verdict.messages())
 
-            def do_program() -> str:
+            def load(ready: T.Programmed) -> str:
                 self.device.program(
-                    index, programmed.plan, remote=cmd.command_id, **programmed.journal_info()
+                    index, ready.plan, remote=cmd.command_id, **ready.journal_info()
                 )
                 self.device.start(index)
-                self.programmed[index] = programmed
+                self.programmed[index] = ready
                 self.held.discard(index)
                 return "programmed and started"
 
+            def do_program() -> str:
+                if programmed is None:
+                    raise InputError(
+                        "override_reason", "", "a soft limit is crossed: override with a reason"
+                    )
+                return load(programmed)
+
+            def do_override(reason: str) -> str:
+                return load(self._build_program(cmd.params, override_reason=reason)) + (
+                    " (soft limit overridden at the bedside)"
+                )
+
             apply = do_program
+            override = do_override if soft else None
         elif cmd.action in ("start", "resume"):
             if cmd.action == "start" and ch.state is not State.STANDBY:
                 raise CommandRejected("state", ch.state.value, "start needs a channel in standby")
@@ -312,14 +342,17 @@ class Bedside:
 
             apply = do_bolus
         self._drop(index, f"replaced by command {cmd.command_id}")
-        self.pending[index] = Pending(admission, cmd.action, index, apply)
-        return Outcome(
-            "awaiting_confirmation",
-            "pre-populated: waits for confirmation at the bedside",
-            {"deadline_s": admission.command.ttl_s},
-        )
+        self.pending[index] = Pending(admission, cmd.action, index, apply, soft, override)
+        extra: dict[str, Any] = {"deadline_s": admission.command.ttl_s}
+        reason = "pre-populated: waits for confirmation at the bedside"
+        if soft:
+            extra["soft_limits"] = list(soft)
+            reason += " (soft limit crossed: a clinician overrides it with a reason, or not)"
+        return Outcome("awaiting_confirmation", reason, extra)
 
-    def _build_program(self, params: dict[str, Any]) -> T.Programmed:
+    def _build_program(
+        self, params: dict[str, Any], override_reason: str | None = None
+    ) -> T.Programmed:
         if self.ctx is None:
             raise InputError("program", "", "this pump takes no library programs remotely")
         allowed = {"drug", "concentration", "dose", "rate", "rate_ml_h", "vtbi", "vtbi_ml"}
@@ -335,7 +368,8 @@ class Bedside:
                 raise InputError(f"params.{name}", value, "must be a number or text")
             return value if isinstance(value, str) else f"{value} {unit}"
 
-        # No override reason: a soft-limit crossing must be overridden at the bedside.
+        # The override reason is the clinician's, given at the bedside (None from a remote
+        # command): a soft-limit crossing is never overridden remotely.
         return T.continuous(
             self.ctx,
             drug=text("drug", ""),
@@ -343,6 +377,7 @@ class Bedside:
             dose=text("dose", ""),
             rate=text("rate", "mL/h") or text("rate_ml_h", "mL/h"),
             vtbi=text("vtbi", "mL") or text("vtbi_ml", "mL"),
+            override_reason=override_reason,
         )
 
     def _drop(self, index: int, reason: str) -> None:
@@ -350,16 +385,37 @@ class Bedside:
         if old is not None:
             self.dropped.append((old, reason))
 
-    def confirm_at_bedside(self, index: int, guard: ReplayGuard) -> Outcome:
-        """The clinician confirms the pre-populated change (only before its deadline)."""
-        pending = self.pending.pop(index, None)
+    def confirm_at_bedside(
+        self, index: int, guard: ReplayGuard, override_reason: str | None = None
+    ) -> Outcome:
+        """The clinician confirms the pre-populated change (only before its deadline). A
+        program past a soft limit needs the clinician's override reason; without one it
+        stays pre-populated (outcome ``rejected`` with ``extra["kept"]``)."""
+        pending = self.pending.get(index)
         if pending is None:
             return Outcome("rejected", "nothing pre-populated on this channel")
+        reason = (override_reason or "").strip()
+        if pending.soft_limits and not reason:
+            try:
+                guard.check_live(pending.admission)
+            except FrameRejected as exc:
+                del self.pending[index]
+                return Outcome("rejected", exc.message)
+            return Outcome(
+                "rejected",
+                "; ".join(pending.soft_limits) + " (override with a reason to continue)",
+                {"kept": True},
+            )
+        del self.pending[index]
         try:
             guard.check_live(pending.admission)
+            if pending.soft_limits and pending.apply_override is not None:
+                return Outcome("accepted", pending.apply_override(reason))
             return Outcome("accepted", pending.apply())
         except (CommandRejected, FrameRejected, InputError) as exc:
             return Outcome("rejected", exc.message)
+        except DersError as exc:
+            return Outcome("rejected", str(exc))
 
     def expire_pending(self, guard: ReplayGuard) -> list[Pending]:
         """Discard pre-populated changes past their deadline; returns them."""

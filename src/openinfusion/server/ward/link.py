@@ -160,6 +160,7 @@ class PumpLink:
             self.on_record(record)
 
         bedside.device.listener = listen
+        bedside.confirm_hook = self.confirm_at_bedside
         # Records a recovered device made before the link existed (restart, alarms) go out too.
         for record in bedside.device.records:
             if record.kind != "command":
@@ -449,12 +450,19 @@ class PumpLink:
                 ),
             )
 
-    def confirm_at_bedside(self, channel: int) -> dict[str, Any]:
-        """A clinician confirms a pre-populated remote change on ``channel`` (from 1)."""
+    def confirm_at_bedside(
+        self, channel: int, override_reason: str | None = None
+    ) -> dict[str, Any]:
+        """A clinician confirms a pre-populated remote change on ``channel`` (from 1), with an
+        override reason when it crosses a soft limit. A confirmation refused for want of that
+        reason leaves the change pre-populated and reports nothing (it is not the command's
+        outcome); the answer is then ``{"kept": True, "reason": ...}``."""
         pending = self.bedside.pending.get(channel - 1)
         command_id = pending.admission.command.command_id if pending else None
         action = pending.action if pending else None
-        outcome = self.bedside.confirm_at_bedside(channel - 1, self.guard)
+        outcome = self.bedside.confirm_at_bedside(channel - 1, self.guard, override_reason)
+        if outcome.extra.get("kept"):
+            return {"kept": True, "reason": outcome.reason}
         return self.queue(
             "command_result",
             command_result_body(
@@ -464,5 +472,7 @@ class PumpLink:
                 channel=channel,
                 action=action,
                 confirmed_at_bedside=outcome.outcome == "accepted",
+                soft_limit_overridden=bool(pending and pending.soft_limits)
+                and outcome.outcome == "accepted",
             ),
         )
