@@ -28,6 +28,7 @@ from openinfusion.pump.codes import Alarm
 from openinfusion.pump.device import Device
 from openinfusion.pump.journal import Recovery, SqliteJournal, recover
 from openinfusion.pump.scenario import ContinuousSpec, Run, scenario_from_data
+from openinfusion.server.ward import ders_events
 from openinfusion.server.ward.bedside import Bedside
 
 Action = Callable[["SimPump"], None]
@@ -175,6 +176,7 @@ class ScenarioPump(SimPump):
             programmed=dict(self.run.programmed),
         )
         super().__init__(profile, serial, rng, self.run.device, bedside)
+        ders_events.schedule(self)  # dose changes that meet the library's limits
         if self.recovery is not None:
             self._skip_past()
             self.at(self.device.t_s + NURSE_RECOVERY_S, "nurse after restart", _confirm_recovery)
