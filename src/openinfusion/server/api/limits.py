@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from openinfusion.server.api.errors import error_body
+from openinfusion.server.api.errors import error_body, face_for
 
 FORM_PATHS = frozenset({"/api/auth/token"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -24,10 +24,13 @@ class BodyLimits:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        path = scope["path"]
         length = headers.get("content-length")
         if length is not None:
             if not length.isdigit():
-                await _reply(send, 400, error_body("content-length", length, "must be a number"))
+                await _reply(
+                    send, 400, error_body("content-length", length, "must be a number"), path
+                )
                 return
             if int(length) > self.max_bytes:
                 await _reply(
@@ -36,18 +39,27 @@ class BodyLimits:
                     error_body(
                         "body", f"{length} bytes", f"is over the {self.max_bytes}-byte limit"
                     ),
+                    path,
                 )
                 return
         has_body = length not in (None, "0") or "transfer-encoding" in headers
         if has_body:
             media = headers.get("content-type", "").split(";")[0].strip().lower()
+            face = face_for(path)
             expected = (
-                "application/x-www-form-urlencoded"
-                if scope["path"] in FORM_PATHS
-                else "application/json"
+                face.media_types
+                if face is not None
+                else frozenset(
+                    {
+                        "application/x-www-form-urlencoded"
+                        if path in FORM_PATHS
+                        else "application/json"
+                    }
+                )
             )
-            if media != expected:
-                await _reply(send, 415, error_body("content-type", media, f"must be {expected}"))
+            if media not in expected:
+                rule = "must be " + " or ".join(sorted(expected))
+                await _reply(send, 415, error_body("content-type", media, rule), path)
                 return
         await self._limited(scope, receive, send)
 
@@ -73,6 +85,7 @@ class BodyLimits:
                         error_body(
                             "body", f"over {limit} bytes", f"is over the {limit}-byte limit"
                         ),
+                        scope["path"],
                     )
                     return {"type": "http.disconnect"}
             return message
@@ -84,14 +97,18 @@ class BodyLimits:
         await self.app(scope, limited, guarded_send)
 
 
-async def _reply(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _reply(send: Send, status: int, body: dict[str, Any], path: str) -> None:
+    media = "application/json"
+    face = face_for(path)
+    if face is not None:
+        body, media = face.render(status, [body["error"]])
     data = json.dumps(body).encode("utf-8")
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", media.encode("latin-1")),
                 (b"content-length", str(len(data)).encode()),
             ],
         }
