@@ -188,6 +188,13 @@ CALLS = [
     Call("GET", "/api/analytics/compliance", Perm.ANALYTICS_READ),
     Call("GET", "/api/analytics/overrides", Perm.ANALYTICS_READ),
     Call("GET", "/api/analytics/alarms", Perm.ANALYTICS_READ),
+    Call("GET", "/api/analytics/maintenance", Perm.MAINTENANCE_READ),
+    Call(
+        "POST",
+        "/api/analytics/maintenance/service",
+        Perm.PUMPS_MANAGE,
+        {"pump_id": "no-such-pump", "kind": "inspection"},
+    ),
 ]
 CALLS += [  # the FHIR face (interop/fhir/api.py)
     Call("GET", "/fhir/Device", Perm.PUMPS_READ),
