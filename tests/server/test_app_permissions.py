@@ -188,6 +188,7 @@ CALLS = [
     Call("GET", "/api/analytics/compliance", Perm.ANALYTICS_READ),
     Call("GET", "/api/analytics/overrides", Perm.ANALYTICS_READ),
     Call("GET", "/api/analytics/alarms", Perm.ANALYTICS_READ),
+    Call("GET", "/api/analytics/library-verify/{version}", Perm.ANALYTICS_READ),
     Call("GET", "/api/analytics/maintenance", Perm.MAINTENANCE_READ),
     Call(
         "POST",

@@ -83,3 +83,7 @@ def alarms(
 from openinfusion.analytics import api_maintenance  # noqa: E402 (after the routes above)
 
 router.include_router(api_maintenance.router)
+
+from openinfusion.analytics import api_library  # noqa: E402 (after the routes above)
+
+router.include_router(api_library.router)

@@ -95,8 +95,8 @@ class UnitResponse:
     """The population's exposure to ONE unit of the entry's dose unit.
 
     ``series`` (N, T): the judged concentration on ``t_s``; ``metric`` (N,): the judged
-    value (peak over the horizon, or AUC of the last 24 h); ``daily`` (N, D): AUC per day
-    for AUC windows. Multiply by a limit value for that limit (linear PK).
+    value (peak over the horizon, or the steady-state AUC24); ``daily`` (N, D): simulated
+    AUC per day for AUC windows. Multiply by a limit value for that limit (linear PK).
     """
 
     t_s: Array
@@ -151,9 +151,19 @@ def schedule_for(plan: DosePlan, amount: Array) -> Schedule:
 
 
 def unit_response(
-    model: PkModel, spec: ModelSpec, schedule: Schedule, plan: DosePlan, window: Window | None
+    model: PkModel,
+    spec: ModelSpec,
+    schedule: Schedule,
+    plan: DosePlan,
+    window: Window | None,
+    daily_amount: Array | None = None,
 ) -> UnitResponse:
-    """Simulate the unit dose for every patient of ``model`` and reduce to the metric."""
+    """Simulate the unit dose for every patient of ``model`` and reduce to the metric.
+
+    AUC windows are judged at steady state, ``AUC24 = daily amount / CL`` (exact for linear
+    PK whatever the compartments: renally impaired patients reach it only after days, and
+    the maximum exposure is the one that matters); the simulated days give the time course.
+    """
     grid = plan.grid_s
     result = simulate(model, schedule, grid)
     use_ce = window is not None and window.metric == "ce"
@@ -165,7 +175,10 @@ def unit_response(
         for d in range(days):
             sel = (t_h >= 24.0 * d - 1e-9) & (t_h <= 24.0 * (d + 1) + 1e-9)
             daily[:, d] = np.trapezoid(series[:, sel], t_h[sel], axis=1)
-        return UnitResponse(grid, series, daily[:, -1].copy(), daily, "mg*h/L")
+        if daily_amount is None:
+            raise InputError("daily_amount", None, "is needed to judge an AUC window")
+        steady = daily_amount / (model.cl_l_min * 60.0) * spec.concentration_scale
+        return UnitResponse(grid, series, steady, daily, "mg*h/L")
     return UnitResponse(grid, series, series.max(axis=1), None, spec.concentration_unit)
 
 
@@ -177,7 +190,11 @@ def entry_unit_response(
     unit = parse_dose_unit(entry.dose_unit)
     plan = dose_plan(entry)
     amount = amount_per_unit(unit, spec, pop)
-    return spec, plan, unit_response(model, spec, schedule_for(plan, amount), plan, window)
+    daily = None
+    if plan.mode == "intermittent" and plan.interval_h is not None:
+        daily = amount * 24.0 / plan.interval_h
+    response = unit_response(model, spec, schedule_for(plan, amount), plan, window, daily)
+    return spec, plan, response
 
 
 def first_time_at_or_above(series: Array, t_s: Array, threshold: Array) -> Array:
