@@ -75,7 +75,8 @@ __all__ = [
 # The hospital integration engine sends every order of the hospital: its mass-action
 # allowance (C-26) is higher than a clinician's, because what it sends is only ever
 # pre-populated and waits for a clinician at each bedside; it is still bounded, so a
-# compromised interface cannot put programs on the whole fleet at once.
+# compromised interface cannot put programs on the whole fleet at once. Orders from the
+# MLLP listener act as "hl7:<MSH-3 sending application>" and count as the interface.
 INTERFACE_MASS_ACTION_PUMPS = 60
 
 _PLACER = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,63}$")
@@ -169,7 +170,7 @@ def _fields(order: OrderRequest) -> list[Problem]:
             )
         )
     if order.channel is None:
-        add(Problem("channel", None, "is required (the pump channel to program)", 101))
+        pass  # a one-channel pump needs none; judged once the pump is known
     elif isinstance(order.channel, bool) or not isinstance(order.channel, int):
         add(Problem("channel", order.channel, "must be a whole number", HL7_DATA_TYPE_ERROR))
     elif not 1 <= order.channel <= MAX_CHANNEL:
@@ -308,7 +309,7 @@ def _by_control_id(session: Session, order: OrderRequest) -> InfusionOrder | Non
 
 def _mass_action_allowance(session: Session, ctx: ServerContext, actor: str) -> int:
     role = session.scalar(select(User.role).where(User.username == actor))
-    if role == Role.INTERFACE.value:
+    if role == Role.INTERFACE.value or actor.startswith("hl7:"):
         return max(ctx.settings.mass_action_pumps, INTERFACE_MASS_ACTION_PUMPS)
     return ctx.settings.mass_action_pumps
 
@@ -371,20 +372,33 @@ def _judge(
     if patient is not None:
         row.patient_id = patient.id
         row.unit = row.unit or patient.unit
-    channel_ok = isinstance(order.channel, int) and 1 <= order.channel <= MAX_CHANNEL
-    if pump is not None and channel_ok:
-        assert order.channel is not None
-        if order.channel > pump.channel_count:
+    channel = order.channel
+    if pump is not None and channel is None:
+        if pump.channel_count == 1:
+            channel = row.channel = 1  # the pump's only channel
+        else:
             problems.append(
                 Problem(
                     "channel",
-                    order.channel,
+                    None,
+                    f"is required: pump {pump.serial} has {pump.channel_count} channels",
+                    HL7_REQUIRED_MISSING,
+                )
+            )
+    channel_ok = isinstance(channel, int) and 1 <= channel <= MAX_CHANNEL
+    if pump is not None and channel_ok:
+        assert channel is not None
+        if channel > pump.channel_count:
+            problems.append(
+                Problem(
+                    "channel",
+                    channel,
                     f"pump {pump.serial} has channels 1 to {pump.channel_count}",
                     HL7_TABLE_VALUE_NOT_FOUND,
                 )
             )
         elif patient is not None:
-            problem = _association(session, pump, order.channel, patient)
+            problem = _association(session, pump, channel, patient)
             if problem:
                 problems.append(problem)
     if order.placer_order_id and session.scalar(
@@ -477,9 +491,9 @@ def _submit(ctx: ServerContext, order: OrderRequest, actor: str) -> OrderOutcome
         row = _row(order, actor, now)
         problems, params, pump = _judge(ctx, session, order, row, actor)
         if not problems and pump is not None and params is not None:
-            assert order.channel is not None
+            assert row.channel is not None
             try:
-                commands.check_policy(session, pump, order.channel, "program")
+                commands.check_policy(session, pump, row.channel, "program")
                 commands.check_mass_action(
                     session,
                     actor,
@@ -510,12 +524,12 @@ def _submit(ctx: ServerContext, order: OrderRequest, actor: str) -> OrderOutcome
             )
             _publish(ctx, session, row)
             return _outcome(row)
-        assert pump is not None and params is not None and order.channel is not None
+        assert pump is not None and params is not None and row.channel is not None
         command = commands.issue(
             session,
             ctx.server_key,
             pump,
-            order.channel,
+            row.channel,
             "program",
             params,
             actor,
@@ -540,7 +554,7 @@ def _submit(ctx: ServerContext, order: OrderRequest, actor: str) -> OrderOutcome
             control_id=row.message_control_id,
             patient_mrn=row.patient_mrn,
             pump_id=pump.id,
-            channel=order.channel,
+            channel=row.channel,
             command_id=command.id,
             params=params,
             soft_limit=row.soft_limit,
@@ -551,7 +565,7 @@ def _submit(ctx: ServerContext, order: OrderRequest, actor: str) -> OrderOutcome
             "command.issue",
             f"command:{command.id}",
             pump_id=pump.id,
-            channel=order.channel,
+            channel=row.channel,
             action="program",
             params=params,
             order_id=row.id,
