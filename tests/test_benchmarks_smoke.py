@@ -55,6 +55,11 @@ ROOT = Path(__file__).resolve().parents[1]
             ],
             {"stored_per_s", "raw_insert_per_s", "ratio_to_raw", "latency_p99_ms"},
         ),
+        (
+            "library_verify.py",
+            ["--patients", "20", "--baseline-patients", "2", "--repeats", "1"],
+            {"vector_patients_per_s", "loop_patients_per_s", "speedup_vector_over_loop"},
+        ),
     ],
 )
 def test_benchmark_runs(script: str, args: list[str], keys: set[str]) -> None:
