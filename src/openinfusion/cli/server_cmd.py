@@ -33,16 +33,40 @@ def serve_command(
     port: int = typer.Option(8080, "--port", min=1, max=65535, help="TCP port."),
     data_dir: Path = DataDirOption,
     db: str | None = DbOption,
+    hl7_port: int | None = typer.Option(
+        None, "--hl7-port", min=0, max=65535, help="Listen for HL7 v2 over MLLP (EHR orders)."
+    ),
+    hl7_host: str = typer.Option("127.0.0.1", "--hl7-host", help="Address of the HL7 listener."),
+    hl7_destination: list[str] = typer.Option(
+        [],
+        "--hl7-destination",
+        help="Send PCD-01/PCD-04 to this MLLP endpoint, HOST:PORT (repeatable).",
+    ),
+    hl7_status_interval: float = typer.Option(
+        60.0, "--hl7-status-interval", min=0, help="Seconds between unchanged channel reports."
+    ),
     json_out: bool = JsonOption,
 ) -> None:
-    """Run the infusion management server (REST API, live events, pump gateway)."""
+    """Run the infusion management server (REST API, live events, pump gateway, HL7 link)."""
     import uvicorn
 
+    from openinfusion.interop.outbound import parse_destination
     from openinfusion.security.envelope import MAX_FRAME_BYTES
     from openinfusion.server.app import create_app
     from openinfusion.server.config import Settings
 
-    settings = Settings(host=host, port=port, data_dir=data_dir, db_url=db)
+    for destination in hl7_destination:
+        parse_destination(destination)
+    settings = Settings(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        db_url=db,
+        hl7_listen_host=hl7_host,
+        hl7_listen_port=hl7_port,
+        hl7_destinations=tuple(hl7_destination),
+        hl7_status_interval_s=hl7_status_interval,
+    )
     app = create_app(settings)
     accounts = [
         {"username": c.username, "password": c.password, "role": c.role}
