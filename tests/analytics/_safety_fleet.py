@@ -29,8 +29,8 @@ def at(hours: float = 0.0, days: float = 0.0) -> datetime:
     return T0 + timedelta(days=days, hours=hours)
 
 
-def sqlite_db(tmp_path: Path) -> Database:
-    db = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
+def sqlite_db(tmp_path: Path, name: str = "fleet.db") -> Database:
+    db = Database(f"sqlite:///{tmp_path / name}")
     upgrade_to_head(db.engine)
     return db
 
