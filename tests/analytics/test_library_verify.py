@@ -19,13 +19,14 @@ from openinfusion.analytics.library_verify import (
     verify_entry,
     verify_library,
 )
-from openinfusion.analytics.library_verify_pk import entry_unit_response
+from openinfusion.analytics.library_verify_pk import build_population_model, entry_unit_response
 from openinfusion.analytics.library_verify_population import VirtualPopulation, draw_population
 from openinfusion.analytics.library_verify_rules import (
     VerificationPolicy,
     choose_model,
     window_for,
 )
+from openinfusion.control.mipd.priors import GOTI
 from openinfusion.errors import InputError
 from openinfusion.library import Library, sample_library
 from openinfusion.library.loading import library_from_data
@@ -84,7 +85,7 @@ def test_vancomycin_auc_is_daily_dose_over_clearance() -> None:
     assert pop is not None
     window = window_for("vancomycin", "adult-icu", None)
     _, _, unit = entry_unit_response(lib.entries[0], choice, pop, window)
-    _, model = build_model("vancomycin", "goti", pop.covariates)
+    _, model = build_population_model(choice, pop)
     cl_l_h = model.cl_l_min * 60.0
     assert np.allclose(1000.0 * unit.metric, 2 * 1000.0 / cl_l_h, rtol=1e-12)
     assert unit.daily is not None and unit.daily.shape == (N, 3)
@@ -113,21 +114,36 @@ def test_factor_viii_bolus_peak_is_dose_over_central_volume() -> None:
     data["entries"][0].pop("concentration")
     data["entries"][0]["limits"]["concentration"] = {"unit": "units/mL", "hard_max": 2000}
     lib = library_from_data(data)
-    pops: dict[tuple[str, str, str], VirtualPopulation | None] = {}
-    result = verify_entry(
-        lib.entries[0],
-        lib.care_area("adult-icu"),
-        patients=N,
-        seed=1,
-        policy=VerificationPolicy(),
-        populations=pops,
-    )
-    pop = pops[("adult-icu", "factor_viii", "bjorkman")]
+    area = lib.care_area("adult-icu")
+    choice = choose_model("factor_viii", Population.ADULT)
+    assert choice is not None
+    pop = draw_population(area, choice, N, seed=1)
     assert pop is not None
-    _, model = build_model("factor_viii", "bjorkman", pop.covariates)
+    window = window_for("factor_viii", "adult-icu", None)
+    _, _, unit = entry_unit_response(lib.entries[0], choice, pop, window)
+    _, model = build_population_model(choice, pop)
     peak_iu_dl = 25.0 * pop.cohort.weight_kg / model.v1_l * 0.1  # IU/L -> IU/dL
-    assert result.limits[0].percentiles["p50"] == pytest.approx(np.median(peak_iu_dl), rel=1e-3)
+    assert np.allclose(25.0 * unit.metric, peak_iu_dl, rtol=1e-9)
+    result = verify_entry(
+        lib.entries[0], area, patients=N, seed=1, policy=VerificationPolicy(), populations={}
+    )
     assert result.verdict == OK  # 25 IU/kg peaks about 60 IU/dL: inside 40-100
+    assert "Björkman 2012 Blood 119:612" in (result.model or "")
+
+
+def test_between_subject_variability_has_the_published_omega() -> None:
+    """Vancomycin (Goti 2018): log(CL_i / CL_typical) has the prior's variance."""
+    lib = _library(_vancomycin({"soft_max": 1000, "hard_max": 1500}))
+    choice = choose_model("vancomycin", Population.ADULT)
+    assert choice is not None
+    pop = draw_population(lib.care_area("adult-icu"), choice, 4000, seed=9)
+    assert pop is not None
+    _, typical = build_model("vancomycin", "goti", pop.covariates)
+    _, varied = build_population_model(choice, pop)
+    log_ratio = np.log(varied.cl_l_min / typical.cl_l_min)
+    assert abs(log_ratio.mean()) < 0.03
+    assert log_ratio.var() == pytest.approx(GOTI.omega[0, 0], rel=0.1)
+    assert np.allclose(varied.q2_l_min, typical.q2_l_min)
 
 
 def test_every_entry_is_listed_and_unverifiable_ones_say_why() -> None:

@@ -29,6 +29,7 @@ from openinfusion.analytics.library_verify_pk import (
     UnitResponse,
     entry_unit_response,
     first_time_at_or_above,
+    variability_source,
 )
 from openinfusion.analytics.library_verify_population import VirtualPopulation, draw_population
 from openinfusion.analytics.library_verify_rules import (
@@ -338,7 +339,7 @@ def verify_entry(
     extra: dict[str, Any] = {
         "patients": pop.n,
         "mode": mode,
-        "model": f"{spec.drug} {spec.name}: {spec.citation}",
+        "model": f"{spec.drug} {spec.name}: {spec.citation}; {variability_source(choice)}",
         "population": pop.as_dict(),
         "regimen": plan.as_dict(),
     }

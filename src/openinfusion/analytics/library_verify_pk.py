@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from openinfusion.analytics.library_verify_population import VirtualPopulation
 from openinfusion.analytics.library_verify_rules import ModelChoice, Window
+from openinfusion.control.mipd.priors import PRIORS, PriorModel
 from openinfusion.errors import InputError
 from openinfusion.library.schema import DrugEntry, InfusionType
 from openinfusion.patient.covariates import bsa_m2
@@ -132,9 +133,43 @@ def amount_per_unit(
 def build_population_model(
     choice: ModelChoice, pop: VirtualPopulation
 ) -> tuple[ModelSpec, PkModel]:
-    """The choice's parameter set evaluated at every patient's covariates."""
+    """The choice's parameter set at every patient's covariates, with between-subject
+    variability where the project holds the model's published Omega (the MIPD priors)."""
     options = ModelOptions(opioid=choice.opioid)
-    return build_model(choice.drug, choice.model, pop.covariates, options)
+    spec, model = build_model(choice.drug, choice.model, pop.covariates, options)
+    prior = PRIORS.get((choice.drug, choice.model))
+    if prior is None:
+        return spec, model
+    rng = np.random.default_rng(np.random.SeedSequence([pop.seed, 2]))
+    return spec, with_variability(model, prior, rng)
+
+
+def variability_source(choice: ModelChoice) -> str:
+    """Where the population's between-subject variability comes from, for the report."""
+    prior = PRIORS.get((choice.drug, choice.model))
+    if prior is None:
+        return "typical values at each patient's covariates (no published Omega in the project)"
+    return f"log-normal between-subject variability on {', '.join(prior.etas)}: {prior.citation}"
+
+
+def with_variability(model: PkModel, prior: PriorModel, rng: np.random.Generator) -> PkModel:
+    """Individual parameters ``theta_i = theta_typical exp(eta_i)``, eta ~ N(0, Omega) on the
+    prior's CL, V1, V2 (intercompartmental clearances kept), as in MAP estimation."""
+    k = len(prior.etas)
+    eta = rng.multivariate_normal(np.zeros(k), prior.omega, size=model.n_patients)
+    scale = {name: np.exp(eta[:, j]) for j, name in enumerate(prior.etas)}
+    one = np.ones(model.n_patients)
+    has_v2 = bool(np.all(model.v2_l > 0))
+    has_v3 = model.compartments == 3
+    return PkModel.from_clearances(
+        v1_l=model.v1_l * scale.get("v1", one),
+        cl_l_min=model.cl_l_min * scale.get("cl", one),
+        v2_l=model.v2_l * scale.get("v2", one) if has_v2 else None,
+        q2_l_min=model.q2_l_min if has_v2 else None,
+        v3_l=model.v3_l if has_v3 else None,
+        q3_l_min=model.q3_l_min if has_v3 else None,
+        ke0_per_min=model.ke0_per_min,
+    )
 
 
 def schedule_for(plan: DosePlan, amount: Array) -> Schedule:
@@ -215,4 +250,6 @@ __all__ = [
     "first_time_at_or_above",
     "schedule_for",
     "unit_response",
+    "variability_source",
+    "with_variability",
 ]

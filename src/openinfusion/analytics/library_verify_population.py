@@ -44,6 +44,7 @@ class VirtualPopulation:
     age_range: tuple[float, float]
     weight_range: tuple[float, float]
     serum_creatinine_mg_dl: Array | None
+    seed: int = 0
 
     @property
     def n(self) -> int:
@@ -120,7 +121,7 @@ def draw_population(
         male=~cohort.female,
         serum_creatinine_mg_dl=scr,
     )
-    return VirtualPopulation(cohort, cov, ages, weights, scr)
+    return VirtualPopulation(cohort, cov, ages, weights, scr, seed)
 
 
 __all__ = ["VirtualPopulation", "draw_population", "population_ranges"]
