@@ -23,7 +23,8 @@ Degradations (each with a known onset day, which may fall before day 0) and how 
 - **motor wear** — drive effort (index, 1.0 = a new drive at rated load) rises
   exponentially with wear, with under-delivery; fails at a motor fault;
 - **latch wear** — door/latch faults per infusion-hour grow until the latch breaks
-  ("broken components", FDA 2010 letter);
+  ("broken components", FDA 2010 letter); drive and latch wear start likelier the longer a
+  pump has gone since preventive maintenance;
 - **drops** — shocks are reported; some damage the pump at once (no warning), and a few
   failures have no precursor at all (electronics): an honest ceiling on recall.
 """
@@ -128,7 +129,7 @@ def _first_true(mask: NDArray[np.bool_], days: int) -> NDArray[np.int64]:
     return np.where(mask.any(axis=1), first, days).astype(np.int64)
 
 
-def _onsets(rng: np.random.Generator, n: int, p: float, days: int) -> FloatArray:
+def _onsets(rng: np.random.Generator, n: int, p: float | FloatArray, days: int) -> FloatArray:
     starts = rng.uniform(-90.0, days, n)
     return np.where(rng.random(n) < p, starts, np.nan)
 
@@ -145,6 +146,10 @@ def simulate_fleet(config: FleetConfig) -> SimulatedFleet:
     profiles = [KINDS[k] for k in kinds]
     settings = ChannelSettings()
     battery = Battery()
+    # Days since preventive maintenance at day 0: wear of moving parts (drive, latch) is
+    # likelier the longer a pump has gone without it.
+    service_age = rng.uniform(0.0, 365.0, n)
+    wear_odds = 0.5 + service_age / 365.0
 
     # Use: utilisation per pump, hours infusing and on battery per day, rates of the day.
     utilisation = rng.beta(4.0, 3.0, n)[:, None]
@@ -186,7 +191,7 @@ def simulate_fleet(config: FleetConfig) -> SimulatedFleet:
     fail_sensor = _first_true(np.abs(offset) > rng.uniform(330.0, 420.0, n)[:, None], days)
 
     # Motor: drive effort rises exponentially from onset; under-delivery follows.
-    onset_motor = _onsets(rng, n, config.p_motor, days)
+    onset_motor = _onsets(rng, n, np.clip(config.p_motor * wear_odds, 0, 1), days)
     motor_tau = rng.uniform(30.0, 70.0, n)[:, None]
     since = np.clip(t - np.nan_to_num(onset_motor, nan=np.inf)[:, None], 0.0, None)
     effort_true = rng.normal(1.0, 0.05, n)[:, None] + 0.05 * np.expm1(since / motor_tau)
@@ -196,7 +201,7 @@ def simulate_fleet(config: FleetConfig) -> SimulatedFleet:
     fail_motor = _first_true(effort_true > rng.uniform(1.5, 1.8, n)[:, None], days)
 
     # Latch: door faults per infusion-hour grow from onset until it breaks.
-    onset_latch = _onsets(rng, n, config.p_latch, days)
+    onset_latch = _onsets(rng, n, np.clip(config.p_latch * wear_odds, 0, 1), days)
     since = np.clip(t - np.nan_to_num(onset_latch, nan=np.inf)[:, None], 0.0, None)
     door_rate = rng.gamma(2.0, 0.002, n)[:, None] + rng.uniform(0.0005, 0.0015, n)[:, None] * since
     door = rng.poisson(infusion_h * door_rate).astype(np.float64)
@@ -243,7 +248,7 @@ def simulate_fleet(config: FleetConfig) -> SimulatedFleet:
         door=mask(door, 0.0),
         effort=mask(effort, np.nan),
         shocks=mask(shocks, 0.0),
-        service_age_d=rng.uniform(0.0, 365.0, n),
+        service_age_d=service_age,
         in_service=in_service,
     )
     return SimulatedFleet(

@@ -117,7 +117,9 @@ def rank(
         reasons = [
             describe(name, float(values[p, FEATURES.index(name)]), medians[name], tel.kinds[p])
             for name in sorted(contrib, key=lambda k: -contrib[k])
-            if contrib[name] >= MIN_CONTRIBUTION and math.isfinite(values[p, FEATURES.index(name)])
+            if contrib[name] >= MIN_CONTRIBUTION
+            and math.isfinite(values[p, FEATURES.index(name)])
+            and not (name == "days_since_service" and values[p, -1] <= medians[name])
         ][:MAX_REASONS]
         serial, unit = (info or {}).get(tel.pump_ids[p], (None, None))
         entries.append(

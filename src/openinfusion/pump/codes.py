@@ -148,3 +148,4 @@ class Event(StrEnum):
     POWER = "power"
     RECOVERED = "recovered"
     CLOCK_JUMP = "clock_jump"
+    SELF_TEST = "self_test"  # periodic self-test results (maintenance telemetry)

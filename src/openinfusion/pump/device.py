@@ -487,6 +487,13 @@ class Device:
             raise InputError("fault", fault, f"must be one of {', '.join(sorted(actions))}")
         self._command("fault", index, {"fault": fault, **args}, actions[fault])
 
+    def self_test(self, results: dict[str, Any]) -> None:
+        """Record a periodic self-test's results for maintenance telemetry (for example
+        ``drive_effort``: the drive's load index, 1.0 = a new drive at rated load).
+        Delivery is untouched."""
+        self._emit(self.t_s, Event.SELF_TEST.value, dict(results))
+        self._flush()
+
     def confirm_recovery(self, index: int) -> None:
         """After a restart: the clinician checked patient and program (channel -> PAUSED)."""
         ch = self.channel(index)

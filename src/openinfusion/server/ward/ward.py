@@ -31,6 +31,7 @@ import httpx
 from openinfusion.errors import InputError
 from openinfusion.security import PublicKey
 from openinfusion.server.ward.beds import PROFILES, build_pump, plan_ward
+from openinfusion.server.ward.degradation import apply_wear
 from openinfusion.server.ward.link import PumpLink, enrol
 from openinfusion.server.ward.outbox import Outbox
 from openinfusion.server.ward.pumps import SimPump
@@ -145,6 +146,7 @@ class Ward:
             for name, serial, rng in plan:
                 outbox = Outbox(o.data_dir / serial)
                 pump = build_pump(name, serial, rng, o.data_dir / serial / "journal.db")
+                apply_wear(pump)  # self-tests, and worn parts on some pumps
                 if pump.device.checkpoint_s is not None:
                     # A journal checkpoint at least every wall second (every minute of
                     # pump time at 60x): faster time would make it thousands of fsyncs.
