@@ -113,6 +113,7 @@ def validate_model(data: Any) -> MedicationRequest:
                 for k in extra[:MAX_ISSUES]
             ],
         )
+    _json_numbers(data)
     try:
         return MedicationRequest.model_validate(data)
     except ValidationError as exc:
@@ -125,6 +126,35 @@ def validate_model(data: Any) -> MedicationRequest:
         raise FhirError(400, issues) from exc
     except (RecursionError, ValueError, TypeError) as exc:
         raise FhirError(400, [Issue(R, None, f"is not a valid resource: {exc}"[:200])]) from exc
+
+
+_QUANTITY_KEYS = frozenset({"unit", "code", "comparator"})  # not Identifier (system, value)
+_NUMBER_KEYS = frozenset({"valueDecimal", "valueInteger", "valuePositiveInt", "valueUnsignedInt"})
+
+
+def _json_numbers(data: dict[str, Any]) -> None:
+    """FHIR JSON writes decimals and integers as JSON numbers, never as strings (FHIR R4
+    §2.6.2 JSON representation): a Quantity ``value`` or a numeric extension value given as
+    text (``"5"``, ``"NaN"``) is refused, although the models would coerce it."""
+    issues: list[Issue] = []
+    stack: list[tuple[Any, str]] = [(data, R)]
+    while stack and len(issues) < MAX_ISSUES:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                where = f"{path}.{key}"
+                quantity = key == "value" and _QUANTITY_KEYS & node.keys()
+                if (quantity or key in _NUMBER_KEYS) and (
+                    isinstance(value, bool) or not isinstance(value, int | float)
+                ):
+                    shown = value if isinstance(value, str | int | float | bool | None) else None
+                    issues.append(Issue(where, shown, "must be a JSON number", "structure"))
+                else:
+                    stack.append((value, where))
+        elif isinstance(node, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node))
+    if issues:
+        raise FhirError(400, issues)
 
 
 class _Issues:
