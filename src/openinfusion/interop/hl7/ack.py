@@ -17,7 +17,7 @@ from openinfusion.interop.hl7.errors import ERROR_TEXT, FieldIssue, HL7ParseErro
 from openinfusion.interop.hl7.parse import field_text
 
 AckCode = Literal["AA", "AE", "AR"]
-_LOCATION = re.compile(r"([A-Z][A-Z0-9]{2})(?:-(\d+)(?:\.(\d+))?)?\Z")
+_LOCATION = re.compile(r"([A-Z][A-Z0-9]{2})(?:-([0-9]+)(?:\.([0-9]+))?)?\Z")
 
 
 def err_segment(issue: FieldIssue) -> str:

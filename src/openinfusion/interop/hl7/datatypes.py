@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from openinfusion.interop.hl7.errors import HL7ParseError
 
-_NM = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)\Z")
+_NM = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\Z")
 _DTM = re.compile(
-    r"(?P<y>\d{4})(?:(?P<mo>\d{2})(?:(?P<d>\d{2})(?:(?P<h>\d{2})(?:(?P<mi>\d{2})"
-    r"(?:(?P<s>\d{2})(?:\.(?P<f>\d{1,4}))?)?)?)?)?)?(?P<tz>[+-]\d{4})?\Z"
+    r"(?P<y>[0-9]{4})(?:(?P<mo>[0-9]{2})(?:(?P<d>[0-9]{2})(?:(?P<h>[0-9]{2})(?:(?P<mi>[0-9]{2})"
+    r"(?:(?P<s>[0-9]{2})(?:\.(?P<f>[0-9]{1,4}))?)?)?)?)?)?(?P<tz>[+-][0-9]{4})?\Z"
 )
 
 
@@ -58,10 +58,10 @@ def parse_dtm(text: str, field: str) -> datetime:
             int(m["s"] or 0),
             int(fraction),
             tzinfo=offset,
-        )
-    except ValueError as exc:
+        ).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise HL7ParseError(field, text, f"not a real date/time ({exc})") from None
-    return moment.astimezone(UTC)
+    return moment
 
 
 def parse_date(text: str, field: str) -> datetime:

@@ -94,6 +94,6 @@ def issue_code(issue: FieldIssue) -> int:
         code = getattr(issue, name, None)
         if isinstance(code, int) and not isinstance(code, bool):
             return code
-        if isinstance(code, str) and code.isdigit():
+        if isinstance(code, str) and (code.isascii() and code.isdigit()):
             return int(code)
     return APPLICATION_INTERNAL_ERROR

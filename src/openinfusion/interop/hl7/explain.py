@@ -13,7 +13,7 @@ from typing import Any
 from openinfusion.interop.hl7 import nomenclature as mdc
 from openinfusion.interop.hl7.errors import HL7ParseError
 from openinfusion.interop.hl7.fieldnames import SEGMENT_NAMES, field_name
-from openinfusion.interop.hl7.parse import charset, encoding_of, raw_field, unescape
+from openinfusion.interop.hl7.parse import Encoding, charset, encoding_of, raw_field, unescape
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,23 +35,21 @@ class ExplainedField:
         return f"{self.segment}-{self.number}"
 
 
-def _decode(raw: str, msg: Any) -> str:
-    enc = encoding_of(msg)
+def _decode(raw: str, enc: Encoding, codec: str) -> str:
     parts = []
     for rep in raw.split(enc.repetition):
         comps = []
         for comp_text in rep.split(enc.component):
             subs = comp_text.split(enc.subcomponent)
             try:
-                comps.append(" & ".join(unescape(s, enc, codec=charset(msg)) for s in subs))
+                comps.append(" & ".join(unescape(s, enc, codec=codec) for s in subs))
             except HL7ParseError:
                 comps.append(comp_text)
         parts.append(" ^ ".join(comps))
     return " ~ ".join(parts)
 
 
-def _meaning(seg_id: str, number: int, raw: str, msg: Any) -> str:
-    enc = encoding_of(msg)
+def _meaning(seg_id: str, number: int, raw: str, enc: Encoding) -> str:
     if seg_id not in ("OBX", "OBR") or number not in (3, 4, 5, 6):
         return ""
     readings = []
@@ -61,7 +59,9 @@ def _meaning(seg_id: str, number: int, raw: str, msg: Any) -> str:
             code = comps[first]
             refid = comps[first + 1] if first + 1 < len(comps) else ""
             system = comps[first + 2] if first + 2 < len(comps) else ""
-            if system != "MDC" and not (code.isdigit() and refid.startswith("MDC")):
+            if system != "MDC" and not (
+                (code.isascii() and code.isdigit()) and refid.startswith("MDC")
+            ):
                 continue
             term = mdc.lookup(code, refid)
             if term is not None:
@@ -75,6 +75,8 @@ def explain(msg: Any) -> list[ExplainedField]:
     """Every populated field of a parsed message, named and decoded, in message order."""
     out: list[ExplainedField] = []
     seen: dict[str, int] = {}
+    enc = encoding_of(msg)
+    codec = charset(msg)
     for index, seg in enumerate(msg, start=1):
         seg_id = str(seg[0])
         seen[seg_id] = seen.get(seg_id, 0) + 1
@@ -82,7 +84,7 @@ def explain(msg: Any) -> list[ExplainedField]:
             raw = raw_field(seg, number)
             if not raw:
                 continue
-            text = raw if seg_id == "MSH" and number <= 2 else _decode(raw, msg)
+            text = raw if seg_id == "MSH" and number <= 2 else _decode(raw, enc, codec)
             out.append(
                 ExplainedField(
                     segment=seg_id,
@@ -92,7 +94,7 @@ def explain(msg: Any) -> list[ExplainedField]:
                     name=field_name(seg_id, number),
                     raw=raw,
                     text=text,
-                    meaning=_meaning(seg_id, number, raw, msg),
+                    meaning=_meaning(seg_id, number, raw, enc),
                 )
             )
     return out

@@ -221,7 +221,7 @@ BY_REFID: Final[dict[str, Term]] = {t.refid: t for t in TERMS.values()}
 
 def lookup(code: str, refid: str = "") -> Term | None:
     """The term for an OBX-3 identifier (numeric code, else reference ID), if known."""
-    if code.isdigit() and int(code) in TERMS:
+    if (code.isascii() and code.isdigit()) and int(code) in TERMS:
         term = TERMS[int(code)]
         if not refid or refid == term.refid:
             return term

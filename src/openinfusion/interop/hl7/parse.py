@@ -31,10 +31,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import hl7  # type: ignore[import-untyped]
-from hl7.parser import _split, create_parse_plan  # type: ignore[import-untyped]
-
+from openinfusion.interop.hl7._tree import build_tree
 from openinfusion.interop.hl7.errors import (
-    APPLICATION_INTERNAL_ERROR,
     DATA_TYPE_ERROR,
     REQUIRED_FIELD_MISSING,
     SEGMENT_SEQUENCE_ERROR,
@@ -309,23 +307,67 @@ def _is_delimiter(ch: str) -> bool:
     return len(ch) == 1 and 0x21 <= ord(ch) <= 0x7E and not ch.isalnum()
 
 
+_FORBIDDEN = re.compile("[\x00-\x08\x0a-\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
 def _check_characters(text: str, enc: Encoding) -> None:
-    for index, ch in enumerate(text):
-        o = ord(ch)
-        if (o < 0x20 and ch not in "\r\t") or o == 0x7F:
-            raise _fail_at(
-                text,
-                index,
-                enc,
-                f"raw control character U+{o:04X} is not allowed in a field (escape it as \\X{o:02X}\\)",
-                DATA_TYPE_ERROR,
+    found = _FORBIDDEN.search(text)
+    if found is None:
+        return
+    index = found.start()
+    o = ord(text[index])
+    if 0xD800 <= o <= 0xDFFF:
+        raise _fail_at(text, index, enc, "lone surrogate: not a character", DATA_TYPE_ERROR)
+    raise _fail_at(
+        text,
+        index,
+        enc,
+        f"raw control character U+{o:04X} is not allowed in a field (escape it as \\X{o:02X}\\)",
+        DATA_TYPE_ERROR,
+    )
+
+
+# Element limits (104): far above any PCD message, low enough that no input can make the
+# reader build millions of objects (each delimiter becomes one python-hl7 container).
+MAX_FIELDS_PER_SEGMENT: Final = 1_000
+MAX_REPETITIONS_PER_SEGMENT: Final = 1_000
+MAX_COMPONENTS_PER_SEGMENT: Final = 10_000
+MAX_SUBCOMPONENTS_PER_SEGMENT: Final = 10_000
+MAX_DELIMITERS_PER_MESSAGE: Final = 250_000
+
+
+def _check_counts(number: int, seg: str, enc: Encoding) -> int:
+    limits = (
+        (enc.field, MAX_FIELDS_PER_SEGMENT, "fields"),
+        (enc.repetition, MAX_REPETITIONS_PER_SEGMENT, "repetitions"),
+        (enc.component, MAX_COMPONENTS_PER_SEGMENT, "components"),
+        (enc.subcomponent, MAX_SUBCOMPONENTS_PER_SEGMENT, "subcomponents"),
+    )
+    total = 0
+    for delimiter, limit, what in limits:
+        count = seg.count(delimiter)
+        if count >= limit:
+            raise HL7ParseError(
+                f"segment {number}",
+                seg[:40],
+                f"more than {limit} {what} in one segment",
+                VALUE_TOO_LONG,
             )
-        if 0xD800 <= o <= 0xDFFF:
-            raise _fail_at(text, index, enc, "lone surrogate: not a character", DATA_TYPE_ERROR)
+        total += count
+    return total
 
 
 def _check_segments(parts: list[str], enc: Encoding, codec: str) -> None:
+    delimiters = 0
     for number, seg in enumerate(parts, start=1):
+        delimiters += _check_counts(number, seg, enc)
+        if delimiters > MAX_DELIMITERS_PER_MESSAGE:
+            raise HL7ParseError(
+                "message",
+                f"{delimiters} delimiters",
+                f"more than {MAX_DELIMITERS_PER_MESSAGE} fields, repetitions and components",
+                VALUE_TOO_LONG,
+            )
         seg_id = seg[:3]
         if not _SEGMENT_ID.match(seg_id) or (len(seg) > 3 and seg[3] != enc.field):
             raise HL7ParseError(
@@ -407,12 +449,8 @@ def parse_message(
     codec = _codec_for(_header_charset(text[: text.find("\r")] if "\r" in text else text))
     parts = text.split("\r")
     _check_segments(parts, enc, codec)
-    try:
-        msg = _split(text, create_parse_plan(text))
-    except Exception as exc:  # pragma: no cover - the checks above leave python-hl7 safe
-        raise HL7ParseError(
-            "message", text[:40], f"not readable as HL7: {exc}", APPLICATION_INTERNAL_ERROR
-        ) from None
+    msg = build_tree(text, enc)
+    msg.__dict__[_CODEC_ATTR] = codec
     _require_header(msg)
     return msg
 
@@ -476,8 +514,14 @@ def component(
     return unescape(value, enc, codec=codec, field=field) if unescaped else value
 
 
+_CODEC_ATTR: Final = "openinfusion_codec"
+
+
 def charset(msg: Any) -> str:
     """The Python codec of the message's MSH-18 character set."""
+    known = msg.__dict__.get(_CODEC_ATTR)
+    if isinstance(known, str):
+        return known
     return _codec_for(_header_charset(str(msg[0])))
 
 

@@ -278,7 +278,7 @@ def build_oru_r01(
     return b.message(lines)
 
 
-_SUB_ID = re.compile(r"1\.(\d+)\.(\d+)\.(\d+)\Z")
+_SUB_ID = re.compile(r"1\.([0-9]{1,6})\.([0-9]{1,6})\.([0-9]{1,6})\Z")
 
 
 def read_oru_r01(msg: Any) -> ChannelReport:
@@ -302,7 +302,7 @@ def read_oru_r01(msg: Any) -> ChannelReport:
             serial = field_text(msg, obx, 18, 1)
             continue
         m = _SUB_ID.match(sub_id)
-        if not m or not code_text.isdigit():
+        if not m or not (code_text.isascii() and code_text.isdigit()):
             continue
         channel = int(m[1])
         values[int(code_text)] = (

@@ -95,16 +95,20 @@ def _unit(msg: Any, seg: Any, number: int, name: str) -> str:
         text = field_text(msg, seg, number, first + 1)
         system = field_text(msg, seg, number, first + 2)
         if system.upper() == "UCUM":
-            unit = code if code and not code.isdigit() else text
+            unit = code if code and not (code.isascii() and code.isdigit()) else text
             if not unit or not _UNIT_TEXT.match(unit):
                 raise HL7ParseError(name, unit, "UCUM unit text expected (e.g. mL/h, ug/kg/min)")
             return _pump_unit(unit)
-        if system.upper() == "MDC" and code.isdigit() and int(code) in _BY_MDC_UNIT:
+        if (
+            system.upper() == "MDC"
+            and (code.isascii() and code.isdigit())
+            and int(code) in _BY_MDC_UNIT
+        ):
             return _BY_MDC_UNIT[int(code)]
     raw = field_text(msg, seg, number, 1)
     if not raw:
         return ""
-    if not raw.isdigit() and _UNIT_TEXT.match(raw):
+    if not (raw.isascii() and raw.isdigit()) and _UNIT_TEXT.match(raw):
         return _pump_unit(raw)
     raise HL7ParseError(
         name, raw, "unit must be coded in UCUM (or a known MDC_DIM code)", DATA_TYPE_ERROR
@@ -255,7 +259,7 @@ def parse_rgv_o15(msg: Any) -> OrderRequest:
                     REQUIRED_FIELD_MISSING,
                 )
             sub_id = field_text(msg, obx, 4)
-            m = re.fullmatch(r"1\.(\d+)(?:\.\d+)*", sub_id)
+            m = re.fullmatch(r"1\.([0-9]{1,6})(?:\.[0-9]{1,6})*", sub_id)
             if sub_id and m and int(m[1]) > 0:
                 channel = int(m[1])
             elif sub_id and not m:
