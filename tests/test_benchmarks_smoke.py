@@ -60,6 +60,22 @@ ROOT = Path(__file__).resolve().parents[1]
             ["--patients", "20", "--baseline-patients", "2", "--repeats", "1"],
             {"vector_patients_per_s", "loop_patients_per_s", "speedup_vector_over_loop"},
         ),
+        (
+            "analytics.py",
+            ["--pumps", "8", "--days", "10", "--repeats", "1"],
+            {"baseline_scan_s", "report_s", "ratio_to_scan", "compliance_rate"},
+        ),
+        (
+            "hl7.py",
+            ["--messages", "50", "--orders", "5"],
+            {
+                "pcd01_sent_acked_per_s",
+                "pcd01_hl7_parse_per_s",
+                "pcd01_ratio_to_parse",
+                "orders_accepted_per_s",
+                "orders_ratio_to_parse",
+            },
+        ),
     ],
 )
 def test_benchmark_runs(script: str, args: list[str], keys: set[str]) -> None:
