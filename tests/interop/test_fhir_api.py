@@ -487,3 +487,42 @@ def test_nothing_half_created_counts_orders(fenv: OrderEnv) -> None:
     outcome(r, 400)
     with fenv.ctx.db.read() as s:
         assert s.scalar(select(func.count()).select_from(InfusionOrder)) == before
+
+
+def test_order_confirmed_at_the_bedside_runs_and_is_charted(fenv: OrderEnv) -> None:
+    """The whole loop: an order posted as FHIR is pre-populated, confirmed at the bedside,
+    runs, and comes back as a MedicationAdministration whose request is that order."""
+    pump_id, _serial, patient = fenv.bed()
+    made = parsed(
+        fenv.client.post(
+            "/fhir/MedicationRequest",
+            headers=fenv.h[Role.INTERFACE],
+            json=medication_request(pump_id, patient["mrn"]),
+        ),
+        201,
+    )
+    with fenv.ctx.db.read() as s:
+        row = s.get(InfusionOrder, int(made["id"]))
+        assert row is not None
+        command_id = row.command_id
+    fenv.send(
+        pump_id, "command_result", {"command_id": command_id, "outcome": "awaiting_confirmation"}
+    )
+    waiting = get(fenv, f"/fhir/MedicationRequest/{made['id']}")
+    ext = {e["url"]: e for e in waiting["extension"]}
+    assert ext[EXT_BEDSIDE]["valueBoolean"] is True and waiting["status"] == "active"
+    fenv.clock.advance(20)
+    fenv.send(pump_id, "command_result", {"command_id": command_id, "outcome": "accepted"})
+    fenv.clock.advance(1)
+    running(fenv, pump_id, volume_infused_ml=0.5)
+    now_running = get(fenv, f"/fhir/MedicationRequest/{made['id']}")
+    ext = {e["url"]: e for e in now_running["extension"]}
+    assert ext[EXT_BEDSIDE]["valueBoolean"] is False and "note" not in now_running
+    assert now_running["status"] == "active"
+    (admin,) = entries(get(fenv, "/fhir/MedicationAdministration", device=f"Device/{pump_id}-ch1"))
+    assert admin["request"] == {"reference": f"MedicationRequest/{made['id']}"}
+    fenv.clock.advance(600)
+    fenv.status(pump_id, state="completed", drug="dopamine", volume_infused_ml=150.0)
+    done = get(fenv, f"/fhir/MedicationRequest/{made['id']}")
+    assert done["status"] == "completed"
+    assert get(fenv, f"/fhir/MedicationAdministration/{admin['id']}")["status"] == "completed"
