@@ -14,6 +14,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from fhir.resources.R4B import get_fhir_model_class
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from openinfusion.interop.fhir.capability import SPECS
@@ -526,3 +528,71 @@ def test_order_confirmed_at_the_bedside_runs_and_is_charted(fenv: OrderEnv) -> N
     done = get(fenv, f"/fhir/MedicationRequest/{made['id']}")
     assert done["status"] == "completed"
     assert get(fenv, f"/fhir/MedicationAdministration/{admin['id']}")["status"] == "completed"
+
+
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("associate"), st.integers(min_value=0, max_value=2)),
+        st.tuples(st.just("end"), st.just(0)),
+        st.tuples(st.just("status"), st.just(0)),
+        st.tuples(st.just("advance"), st.integers(min_value=1, max_value=120)),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(steps=STEPS)
+def test_property_observation_subject_is_who_the_channel_infused_then(
+    fenv: OrderEnv, steps: list[tuple[str, int]]
+) -> None:
+    """Whatever the order of associations, ends and status reports, every Observation of
+    the channel names as subject the patient associated at that report (the pump itself
+    when none), and a patient search returns exactly that patient's reports."""
+    patients = getattr(fenv, "_fhir_patients", None)
+    if patients is None:
+        patients = [fenv.patient()["id"] for _ in range(3)]
+        fenv._fhir_patients = patients  # type: ignore[attr-defined]
+    pump_id, _serial = fenv.pump()
+    current: int | None = None
+    expected: dict[int, int | None] = {}  # seq -> patient id
+    for action, arg in steps:
+        if action == "associate" and current is None:
+            fenv.associate(pump_id, 1, patients[arg])
+            current = patients[arg]
+        elif action == "end" and current is not None:
+            r = fenv.client.delete(
+                f"/api/pumps/{pump_id}/channels/1/association", headers=fenv.h[Role.NURSE]
+            )
+            assert r.status_code == 200
+            current = None
+        elif action == "status":
+            expected[running(fenv, pump_id)] = current
+        fenv.clock.advance(arg if action == "advance" else 1)
+    found = entries(
+        get(fenv, "/fhir/Observation", device=f"DeviceMetric/{pump_id}-ch1-rate", _count=100)
+    )
+    got = {int(o["id"].rsplit("-", 1)[-1]): o["subject"]["reference"] for o in found}
+    want = {
+        seq: f"Patient/{pid}" if pid is not None else f"Device/{pump_id}"
+        for seq, pid in expected.items()
+    }
+    assert got == want
+    for pid in patients:
+        mine = entries(
+            get(
+                fenv,
+                "/fhir/Observation",
+                patient=f"Patient/{pid}",
+                device=f"Device/{pump_id}-ch1",
+                code="157784",
+            )
+        )
+        assert {int(o["id"].rsplit("-", 1)[-1]) for o in mine} == {
+            s for s, p in expected.items() if p == pid
+        }
