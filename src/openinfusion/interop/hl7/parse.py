@@ -15,8 +15,10 @@ The separator rule (RELIABILITY B-02), applied in this order:
 4. MSH-1 and MSH-2 are honoured as sent (any distinct printable punctuation), but MSH-2
    must hold at least the four encoding characters (component, repetition, escape,
    subcomponent); a fifth (the v2.7 truncation character) is allowed and ignored.
-5. Raw control characters other than the segment terminator and TAB are refused (102),
-   as are malformed escape sequences (see :func:`unescape`).
+5. Raw control characters (C0 other than the segment terminator and TAB, DEL, C1
+   including NEL) and the Unicode line and paragraph separators are refused (102): data
+   carries them only escaped (``\\X0A\\``). Malformed escape sequences are refused too
+   (see :func:`unescape`).
 
 So a canonical message (CR-terminated segments, valid escapes) reads back byte for byte:
 ``str(parse_message(raw)) == raw``. Anything else raises :class:`HL7ParseError`, and only
@@ -89,11 +91,13 @@ class Encoding:
 DEFAULT_ENCODING: Final = Encoding()
 
 
-def escape(text: str, enc: Encoding = DEFAULT_ENCODING) -> str:
+def escape(text: str, enc: Encoding = DEFAULT_ENCODING, *, codec: str = "utf-8") -> str:
     """Escape text for an HL7 field (v2.6 section 2.7.4).
 
-    Delimiters become ``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\``; control characters (CR, LF, ...)
-    become ``\\Xhh\\`` so that no segment or field can be forged from data.
+    Delimiters become ``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\``; control characters (CR, LF, C1)
+    and the Unicode line/paragraph separators become ``\\Xhh..\\`` (their bytes in
+    ``codec``, the message's character set) so that no segment or field can be forged
+    from data.
     """
     table = {
         enc.field: "F",
@@ -108,8 +112,8 @@ def escape(text: str, enc: Encoding = DEFAULT_ENCODING) -> str:
         code = table.get(ch)
         if code is not None:
             out.append(f"{e}{code}{e}")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"{e}X{ord(ch):02X}{e}")
+        elif ch == "\r" or (_FORBIDDEN.match(ch) and not 0xD800 <= ord(ch) <= 0xDFFF):
+            out.append(f"{e}X{ch.encode(codec).hex().upper()}{e}")
         else:
             out.append(ch)
     return "".join(out)
@@ -307,7 +311,7 @@ def _is_delimiter(ch: str) -> bool:
     return len(ch) == 1 and 0x21 <= ord(ch) <= 0x7E and not ch.isalnum()
 
 
-_FORBIDDEN = re.compile("[\x00-\x08\x0a-\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_FORBIDDEN = re.compile("[\x00-\x08\x0a-\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def _check_characters(text: str, enc: Encoding) -> None:
