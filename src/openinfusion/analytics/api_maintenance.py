@@ -13,7 +13,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from openinfusion.analytics.maintenance_queue import queue_from_db
 from openinfusion.analytics.tables import SERVICE_KINDS, ServiceRecord
 from openinfusion.server.api.deps import Principal, get_ctx, require
 from openinfusion.server.api.errors import ApiError, not_found
@@ -34,6 +33,9 @@ def maintenance_queue(
     ctx: ServerContext = Depends(get_ctx),
 ) -> dict[str, Any]:
     """Pumps ranked by risk of failure in the next ``horizon_days``, with reasons."""
+    # imported when first asked: the model brings scikit-learn, seconds to import
+    from openinfusion.analytics.maintenance_queue import queue_from_db
+
     scope = p.unit_scope if p.unit_scope is not None else unit
     with ctx.db.read() as session:
         return queue_from_db(session, ctx.now(), horizon_days, days, scope, limit)

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score  # type: ignore[import-untyped]
 
 from openinfusion.analytics.fleet_sim import FleetConfig, SimulatedFleet, simulate_fleet
 from openinfusion.analytics.maintenance_features import compute_features
@@ -116,6 +115,8 @@ def evaluate(
     """Model and rule on fleets simulated from ``seeds`` (none may be the training seed)."""
     if not 0.0 < budget_fraction <= 1.0:
         raise InputError("budget", budget_fraction, "must be a fraction above 0 and at most 1")
+    from sklearn.metrics import average_precision_score  # type: ignore[import-untyped]
+
     model = model or default_model(horizon_d)
     rule = rule or ThresholdRule()
     if model.horizon_d != horizon_d:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.ensemble import HistGradientBoostingClassifier  # type: ignore[import-untyped]
 
 from openinfusion.analytics.fleet_sim import FleetConfig, SimulatedFleet, simulate_fleet
 from openinfusion.analytics.maintenance_features import FEATURES, HEALTHY, compute_features
@@ -75,7 +75,7 @@ def usable(fleet: SimulatedFleet, days: NDArray[np.int64], horizon_d: int) -> ND
 class RiskModel:
     """A trained classifier and the horizon it predicts."""
 
-    classifier: HistGradientBoostingClassifier
+    classifier: Any  # sklearn HistGradientBoostingClassifier, fitted
     horizon_d: int
     trained_on: FleetConfig
 
@@ -100,6 +100,9 @@ def train(config: FleetConfig = TRAIN_CONFIG, horizon_d: int = DEFAULT_HORIZON_D
     """Train on a simulated fleet (deterministic for a given config and horizon)."""
     if not 1 <= horizon_d <= 90:
         raise InputError("horizon_days", horizon_d, "must be 1 to 90")
+    # imported here: scikit-learn takes seconds to import, the server should not wait for it
+    from sklearn.ensemble import HistGradientBoostingClassifier  # type: ignore[import-untyped]
+
     fleet = simulate_fleet(config)
     days = np.arange(0, config.days, TRAIN_EVERY_D, dtype=np.int64)
     table = compute_features(fleet.telemetry, days)
