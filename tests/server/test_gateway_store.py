@@ -334,3 +334,88 @@ def test_channel_map_with_non_ascii_digit_keys_is_ignored(db: Database) -> None:
             NOW,
         )
     assert out.stored == 1
+
+
+# One step of a pump's life as the server sees it: a status of channel 1 (state, drug,
+# counter) or an event ending channel 1's infusion.
+_steps = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("status"),
+            st.sampled_from(["running", "paused", "idle", "complete", "bolus"]),
+            st.sampled_from(["heparin", "insulin"]),
+            st.floats(0, 50, allow_nan=False),
+        ),
+        st.tuples(
+            st.just("event"), st.sampled_from(["stopped", "alarm"]), st.just(""), st.just(0.0)
+        ),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+def _derived(db: Database, pump_id: str) -> tuple[list[tuple], list[tuple]]:
+    from openinfusion.server.models import Channel, Infusion
+
+    with db.read() as s:
+        chans = [
+            (c.channel, c.state, c.drug, c.volume_infused_ml, c.updated_seq, c.infusion_id is None)
+            for c in s.scalars(select(Channel).where(Channel.pump_id == pump_id))
+        ]
+        infs = [
+            (i.drug, round(i.volume_infused_ml, 9), i.started_seq, i.ended_at is None, i.end_reason)
+            for i in s.scalars(
+                select(Infusion).where(Infusion.pump_id == pump_id).order_by(Infusion.started_seq)
+            )
+        ]
+    return chans, infs
+
+
+def test_derived_state_is_the_same_whatever_the_grouping(db: Database) -> None:
+    """The group path applies every envelope in seq order in memory and writes once: the
+    channel and infusion rows it leaves are exactly those of one envelope per transaction,
+    for any sequence of statuses and ending events, any split into groups, any arrival
+    order within a group, and other pumps sharing the group."""
+    from openinfusion.server.store import store_group
+
+    def incoming(key: object, pump_id: str, seq: int, step: tuple) -> Incoming:
+        kind, state, drug, volume = step
+        body: dict = (
+            {
+                "channels": [
+                    {"channel": 1, "state": state, "drug": drug, "volume_infused_ml": volume}
+                ]
+            }
+            if kind == "status"
+            else {"kind": state, "channel": 1}
+        )
+        frame = json.loads(
+            json.dumps(
+                build_envelope(key, type=kind, pump_id=pump_id, seq=seq, body=body, sent_at=NOW)
+            )
+        )
+        return Incoming(frame, verify_envelope(frame, key.public_key(), pump_id=pump_id))
+
+    @settings(max_examples=40, deadline=None)
+    @given(_steps, st.data())
+    def run(steps: list[tuple], data: st.DataObject) -> None:
+        alone_id, alone_key = _pump(db)
+        grouped_id, grouped_key = _pump(db)
+        other_id, other_key = _pump(db)
+        for seq, step in enumerate(steps, 1):
+            with db.write() as s:
+                store_batch(s, alone_id, [incoming(alone_key, alone_id, seq, step)], NOW)
+        items = [incoming(grouped_key, grouped_id, seq, step) for seq, step in enumerate(steps, 1)]
+        cuts = sorted(
+            c for c in data.draw(st.sets(st.integers(1, 9), max_size=3)) if c < len(items)
+        )
+        for lo, hi in itertools.pairwise([0, *cuts, len(items)]):
+            group = data.draw(st.permutations(items[lo:hi]))
+            noise = [incoming(other_key, other_id, lo + 1, ("status", "running", "x", 1.0))]
+            with db.write() as s:
+                outs = store_group(s, [(other_id, noise), (grouped_id, group)], NOW)
+            assert outs[1].stored == hi - lo and outs[1].ack_seq == hi
+        assert _derived(db, grouped_id) == _derived(db, alone_id)
+
+    run()

@@ -4,18 +4,27 @@ Bodies are signed by the pump, but their content is still checked field by field
 of the wrong type is ignored (the envelope itself stays stored), never allowed to stop the
 store. Channel state only moves forward: a status older than the one already applied (an
 envelope filling a gap late) does not overwrite it.
+
+The gateway stores many pumps' envelopes in one transaction, so derivation works on a
+:class:`Derivation`: the channels and open infusions of every pump in the group are loaded
+in one query each, every envelope is applied in seq order in memory (each status still
+moves its channel and infusion exactly as it would alone), and the rows that changed are
+written once at the end with one statement per table. Alarms and command results are rare
+and are written as they come (SQL Core, no ORM on this path).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy.sql.dml import UpdateBase
 
-from openinfusion.server.models import Alarm, Channel, Command, Infusion, Pump
+from openinfusion.server.models import Alarm, Channel, Command, Infusion
 
 # Channel states of the pump engine (openinfusion.pump.channel.State) during which an
 # infusion is under way; "infusing" is accepted as a synonym of "running".
@@ -27,6 +36,62 @@ OUTCOME_STATUS = {
     "awaiting_confirmation": "pre-populated",
     "pre-populated": "pre-populated",
 }
+_POWER_KEYS = ("battery_percent", "on_mains", "powered", "power", "battery")
+
+_channels = cast(Table, Channel.__table__)
+_infusions = cast(Table, Infusion.__table__)
+_alarms = cast(Table, Alarm.__table__)
+_commands = cast(Table, Command.__table__)
+
+
+# ------------------------------------------------------------------ statement execution
+
+_Plan = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]
+_PLANS: dict[UpdateBase, _Plan] = {}  # keeps each statement alive: no reuse of its id
+
+
+def executemany(conn: Connection, stmt: UpdateBase, rows: list[dict[str, Any]]) -> None:
+    """Run ``stmt`` (a module-level constant with named bind parameters) once per row.
+
+    On SQLite the statement is compiled once and the rows go straight to the driver's
+    ``executemany`` as tuples: only the columns whose type converts values (times, JSON)
+    are converted, and a time shared by every row (the group's ``now``) only once.
+    Elsewhere SQLAlchemy's own executemany runs it.
+    """
+    if not rows:
+        return
+    dialect = conn.dialect
+    if dialect.name != "sqlite":
+        conn.execute(stmt, rows)
+        return
+    plan = _PLANS.get(stmt)
+    if plan is None:
+        compiled = stmt.compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ())
+        procs: tuple[Callable[[Any], Any] | None, ...] = tuple(
+            compiled.binds[n].type._cached_bind_processor(dialect) for n in names
+        )
+        plan = _PLANS[stmt] = (str(compiled), names, procs)
+    sql, names, procs = plan
+    converted = [(i, p) for i, p in enumerate(procs) if p is not None]
+    memo: dict[tuple[int, datetime], Any] = {}
+    params: list[tuple[Any, ...]] = []
+    for row in rows:
+        values = [row[n] for n in names]
+        for i, proc in converted:
+            v = values[i]
+            if v is None:
+                continue
+            if isinstance(v, datetime):
+                key = (i, v)
+                done = memo.get(key)
+                if done is None:
+                    done = memo[key] = proc(v)
+                values[i] = done
+            else:
+                values[i] = proc(v)
+        params.append(tuple(values))
+    conn.exec_driver_sql(sql, params)
 
 
 def _num(value: Any) -> float | None:
@@ -58,87 +123,261 @@ def _channel_items(body: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in channels if isinstance(c, dict)]
 
 
-class Held:
-    """Rows touched in one batch, held strongly: the session's identity map holds rows only
-    weakly, so without this each status would load its channel and infusion again."""
+@dataclass(slots=True)
+class PumpState:
+    """The pump row's derived columns, held for one group (written once at the end)."""
 
-    def __init__(self) -> None:
-        self.rows: dict[tuple[type, object], object] = {}
-
-    def get(self, session: Session, model: type[Any], key: object) -> Any:
-        row = self.rows.get((model, key))
-        if row is None:
-            row = session.get(model, key)
-            if row is not None:
-                self.rows[(model, key)] = row
-        return row
-
-    def keep(self, model: type[Any], key: object, row: object) -> None:
-        self.rows[(model, key)] = row
+    id: str
+    unit: str | None
+    last_seq: int
+    gaps: list[list[int]]
+    library_version: str | None
+    power: dict[str, Any] | None
 
 
-def apply_envelope(
-    session: Session,
-    pump: Pump,
-    kind: str,
-    seq: int,
-    body: dict[str, Any],
-    now: datetime,
-    held: Held | None = None,
-) -> list[dict[str, Any]]:
-    """Update derived state for one newly stored envelope; returns events to publish."""
-    if kind == "status":
-        return _apply_status(session, pump, seq, body, now, held or Held())
-    if kind == "event":
-        return _apply_event(session, pump, seq, body, now)
-    if kind == "alarm":
-        return _apply_alarm(session, pump, seq, body, now)
-    if kind == "command_result":
-        return _apply_command_result(session, pump, seq, body, now)
-    return []
+@dataclass(slots=True, eq=False)
+class InfusionState:
+    """One infusion row; ``id`` is None until it is inserted at the end of the group."""
+
+    pump_id: str
+    channel: int
+    drug: str | None
+    started_at: datetime | None  # None: loaded, and never written again
+    started_seq: int
+    volume_at_start_ml: float = 0.0
+    volume_infused_ml: float = 0.0
+    dose: float | None = None
+    dose_unit: str | None = None
+    rate_ml_h: float | None = None
+    dose_delivered: float | None = None
+    dose_delivered_unit: str | None = None
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+    id: int | None = None
+    dirty: bool = False
 
 
-def _apply_status(
-    session: Session, pump: Pump, seq: int, body: dict[str, Any], now: datetime, held: Held
-) -> list[dict[str, Any]]:
-    library = body.get("library")
-    version = _text(body.get("library_version"), 64) or (
-        _text(library.get("version"), 64) if isinstance(library, dict) else None
+# Columns of an infusion that change after it starts (volume, dose, end).
+_INFUSION_CHANGES = (
+    "dose",
+    "dose_unit",
+    "rate_ml_h",
+    "volume_infused_ml",
+    "dose_delivered",
+    "dose_delivered_unit",
+    "ended_at",
+    "end_reason",
+)
+_INFUSION_COLUMNS = tuple(f.name for f in fields(InfusionState) if f.name not in ("id", "dirty"))
+# What is loaded of an open infusion: everything it may still change, and what that depends
+# on (its drug and the counter at its start); not its start, which is never written again.
+_INFUSION_LOADED = ("drug", "volume_at_start_ml", *_INFUSION_CHANGES)
+_UPDATE_INFUSION = (
+    update(_infusions)
+    .where(_infusions.c.id == bindparam("w_id"))
+    .values({c: bindparam(f"v_{c}") for c in _INFUSION_CHANGES})
+)
+
+
+@dataclass(slots=True, eq=False)
+class ChannelState:
+    """One channel row; ``infusion`` is its open infusion (loaded or started here)."""
+
+    pump_id: str
+    channel: int
+    updated_at: datetime | None  # None: loaded, unchanged
+    updated_seq: int = 0
+    state: str = "idle"
+    drug: str | None = None
+    dose: float | None = None
+    dose_unit: str | None = None
+    rate_ml_h: float | None = None
+    volume_infused_ml: float | None = None
+    vtbi_remaining_ml: float | None = None
+    time_remaining_min: float | None = None
+    infusion: InfusionState | None = None
+    new: bool = False
+    dirty: bool = False  # a status moved it (every column is written)
+    relinked: bool = False  # only its infusion changed (an ending event)
+
+
+_CHANNEL_VALUES = (
+    "state",
+    "drug",
+    "dose",
+    "dose_unit",
+    "rate_ml_h",
+    "volume_infused_ml",
+    "vtbi_remaining_ml",
+    "time_remaining_min",
+    "updated_at",
+    "updated_seq",
+)
+_CHANNEL_LOADED = tuple(c for c in _CHANNEL_VALUES if c != "updated_at")
+_UPDATE_CHANNEL = (
+    update(_channels)
+    .where(
+        _channels.c.pump_id == bindparam("w_pump"), _channels.c.channel == bindparam("w_channel")
     )
-    if version:
-        pump.library_version = version
-    power: dict[str, Any] = {
-        k: body[k]
-        for k in ("battery_percent", "on_mains", "powered", "power", "battery")
-        if k in body and isinstance(body[k], int | float | str | bool | dict)
-    }
-    if power:
-        pump.power = power
-    for item in _channel_items(body):
-        number = _int(item.get("channel", item.get("index")))
-        if number is None or number < 1:
-            continue
-        ch = held.get(session, Channel, (pump.id, number))
-        if ch is None:
-            ch = Channel(
-                pump_id=pump.id, channel=number, state="idle", updated_at=now, updated_seq=0
+    .values({c: bindparam(f"v_{c}") for c in (*_CHANNEL_VALUES, "infusion_id")})
+)
+_LINK_CHANNEL = (
+    update(_channels)
+    .where(
+        _channels.c.pump_id == bindparam("w_pump"), _channels.c.channel == bindparam("w_channel")
+    )
+    .values(infusion_id=bindparam("v_infusion_id"))
+)
+
+
+@dataclass
+class Derivation:
+    """Derived state of the pumps of one commit group, applied in memory, written once."""
+
+    conn: Connection
+    channels: dict[tuple[str, int], ChannelState] = field(default_factory=dict)
+    # every infusion loaded or started in the group (one ended here is no longer reachable
+    # from its channel, and must still be written)
+    infusions: list[InfusionState] = field(default_factory=list)
+
+    def load(self, pump_ids: Iterable[str]) -> None:
+        """Load the channels of ``pump_ids`` and their open infusions (two queries)."""
+        ids = list(pump_ids)
+        if not ids:
+            return
+        ch_cols = [_channels.c[c] for c in ("pump_id", "channel", "infusion_id", *_CHANNEL_LOADED)]
+        rows = self.conn.execute(select(*ch_cols).where(_channels.c.pump_id.in_(ids))).all()
+        open_ids = [r[2] for r in rows if r[2] is not None]
+        infusions: dict[int, InfusionState] = {}
+        if open_ids:
+            inf_cols = [_infusions.c[c] for c in ("id", "pump_id", "channel", *_INFUSION_LOADED)]
+            query = select(*inf_cols).where(_infusions.c.id.in_(open_ids))
+            for r in self.conn.execute(query):
+                values = dict(zip(_INFUSION_LOADED, r[3:], strict=True))
+                infusions[r[0]] = InfusionState(
+                    id=r[0], pump_id=r[1], channel=r[2], started_at=None, started_seq=0, **values
+                )
+            self.infusions.extend(infusions.values())
+        for r in rows:
+            ch = ChannelState(
+                pump_id=r[0],
+                channel=r[1],
+                updated_at=None,
+                **dict(zip(_CHANNEL_LOADED, r[3:], strict=True)),
             )
-            session.add(ch)
-            held.keep(Channel, (pump.id, number), ch)
-        elif ch.updated_seq > seq:
-            continue
-        _update_channel(session, pump, ch, item, seq, now, held)
-    return []  # the gateway publishes one pump update per batch instead
+            ch.infusion = infusions.get(r[2]) if r[2] is not None else None
+            self.channels[(r[0], r[1])] = ch
+
+    def apply(
+        self, pump: PumpState, kind: str, seq: int, body: dict[str, Any], now: datetime
+    ) -> list[dict[str, Any]]:
+        """Update derived state for one newly stored envelope; returns events to publish."""
+        if kind == "status":
+            self._status(pump, seq, body, now)
+            return []  # the gateway publishes one pump update per batch instead
+        if kind == "event":
+            return self._event(pump, seq, body, now)
+        if kind == "alarm":
+            return _apply_alarm(self.conn, pump, seq, body, now)
+        if kind == "command_result":
+            return _apply_command_result(self.conn, pump, seq, body, now)
+        return []
+
+    # ------------------------------------------------------------------------- status
+
+    def _status(self, pump: PumpState, seq: int, body: dict[str, Any], now: datetime) -> None:
+        library = body.get("library")
+        version = _text(body.get("library_version"), 64) or (
+            _text(library.get("version"), 64) if isinstance(library, dict) else None
+        )
+        if version:
+            pump.library_version = version
+        power: dict[str, Any] = {
+            k: body[k]
+            for k in _POWER_KEYS
+            if k in body and isinstance(body[k], int | float | str | bool | dict)
+        }
+        if power:
+            pump.power = power
+        for item in _channel_items(body):
+            number = _int(item.get("channel", item.get("index")))
+            if number is None or number < 1:
+                continue
+            ch = self.channels.get((pump.id, number))
+            if ch is None:
+                ch = ChannelState(pump_id=pump.id, channel=number, updated_at=now, new=True)
+                self.channels[(pump.id, number)] = ch
+            elif ch.updated_seq > seq:
+                continue
+            _update_channel(ch, item, seq, now, self.infusions)
+
+    # -------------------------------------------------------------------------- event
+
+    def _event(
+        self, pump: PumpState, seq: int, body: dict[str, Any], now: datetime
+    ) -> list[dict[str, Any]]:
+        """A pump journal record (``kind`` from openinfusion.pump.codes.Event)."""
+        kind = _text(body.get("kind", body.get("event")), 64) or "event"
+        number = _event_channel(body)
+        if number is not None and kind in ENDING_EVENTS:
+            ch = self.channels.get((pump.id, number))
+            if ch is not None and ch.infusion is not None:
+                _close(ch.infusion, now, kind)
+                ch.infusion, ch.relinked = None, True
+        if kind == "library_activated":
+            pump.library_version = _text(body.get("version"), 64) or pump.library_version
+        return [
+            {"type": "pump_event", "pump_id": pump.id, "channel": number, "kind": kind, "seq": seq}
+        ]
+
+    # -------------------------------------------------------------------------- write
+
+    def write(self) -> None:
+        """Write every changed channel and infusion: new infusions first (the channels
+        refer to them), then one executemany per table and kind of change."""
+        changed = []
+        for inf in self.infusions:
+            if inf.id is None:
+                values = {c: getattr(inf, c) for c in _INFUSION_COLUMNS}
+                inf.id = self.conn.execute(
+                    insert(_infusions).returning(_infusions.c.id), values
+                ).scalar_one()
+            elif inf.dirty:
+                row = {f"v_{c}": getattr(inf, c) for c in _INFUSION_CHANGES}
+                row["w_id"] = inf.id
+                changed.append(row)
+            inf.dirty = False
+        executemany(self.conn, _UPDATE_INFUSION, changed)
+        new_rows, updates, links = [], [], []
+        for ch in self.channels.values():
+            infusion_id = ch.infusion.id if ch.infusion is not None else None
+            if ch.new:
+                values = {c: getattr(ch, c) for c in _CHANNEL_VALUES}
+                new_rows.append(
+                    {"pump_id": ch.pump_id, "channel": ch.channel, "infusion_id": infusion_id}
+                    | values
+                )
+            elif ch.dirty:
+                row = {f"v_{c}": getattr(ch, c) for c in _CHANNEL_VALUES}
+                row |= {"v_infusion_id": infusion_id, "w_pump": ch.pump_id, "w_channel": ch.channel}
+                updates.append(row)
+            elif ch.relinked:
+                links.append(
+                    {"v_infusion_id": infusion_id, "w_pump": ch.pump_id, "w_channel": ch.channel}
+                )
+            ch.new = ch.dirty = ch.relinked = False
+        if new_rows:
+            self.conn.execute(insert(_channels), new_rows)
+        executemany(self.conn, _UPDATE_CHANNEL, updates)
+        executemany(self.conn, _LINK_CHANNEL, links)
 
 
 def _update_channel(
-    session: Session,
-    pump: Pump,
-    ch: Channel,
+    ch: ChannelState,
     item: dict[str, Any],
     seq: int,
     now: datetime,
-    held: Held,
+    started: list[InfusionState],
 ) -> None:
     before_ml = ch.volume_infused_ml  # the channel's counter at the previous status
     ch.state = _text(item.get("state"), 32) or ch.state
@@ -152,28 +391,25 @@ def _update_channel(
     ch.volume_infused_ml = volume
     ch.vtbi_remaining_ml = _num(item.get("vtbi_remaining_ml"))
     ch.time_remaining_min = _num(item.get("time_remaining_min"))
-    ch.updated_at, ch.updated_seq = now, seq
-    current = held.get(session, Infusion, ch.infusion_id) if ch.infusion_id else None
+    ch.updated_at, ch.updated_seq, ch.dirty = now, seq, True
+    current = ch.infusion
     if ch.state in IN_PROGRESS:
         if current is not None and current.drug != ch.drug:
             _close(current, now, "drug changed")
             current = None
         if current is None:
-            current = Infusion(
-                pump_id=pump.id,
+            current = InfusionState(
+                pump_id=ch.pump_id,
                 channel=ch.channel,
                 drug=ch.drug,
-                volume_infused_ml=0.0,
                 # the pump's counter runs over the channel's life: what it showed before
                 # this infusion began is not this infusion's volume
                 volume_at_start_ml=before_ml or 0.0,
                 started_at=now,
                 started_seq=seq,
             )
-            session.add(current)
-            session.flush()
-            held.keep(Infusion, current.id, current)
-            ch.infusion_id = current.id
+            ch.infusion = current
+            started.append(current)
         current.dose, current.dose_unit, current.rate_ml_h = ch.dose, ch.dose_unit, ch.rate_ml_h
         if volume is not None:
             current.volume_infused_ml = max(0.0, volume - current.volume_at_start_ml)
@@ -181,34 +417,18 @@ def _update_channel(
         if delivered is not None:
             current.dose_delivered = delivered
             current.dose_delivered_unit = _text(item.get("dose_delivered_unit"), 32)
+        current.dirty = True
     elif current is not None:
         if volume is not None:
             current.volume_infused_ml = max(0.0, volume - current.volume_at_start_ml)
         _close(current, now, ch.state)
-        ch.infusion_id = None
+        ch.infusion = None
 
 
-def _close(infusion: Infusion, now: datetime, reason: str) -> None:
+def _close(infusion: InfusionState, now: datetime, reason: str) -> None:
+    infusion.dirty = True
     if infusion.ended_at is None:
         infusion.ended_at, infusion.end_reason = now, reason[:40]
-
-
-def _apply_event(
-    session: Session, pump: Pump, seq: int, body: dict[str, Any], now: datetime
-) -> list[dict[str, Any]]:
-    """A pump journal record (``kind`` from openinfusion.pump.codes.Event)."""
-    kind = _text(body.get("kind", body.get("event")), 64) or "event"
-    number = _event_channel(body)
-    if number is not None and kind in ENDING_EVENTS:
-        ch = session.get(Channel, (pump.id, number))
-        if ch is not None and ch.infusion_id is not None:
-            current = session.get(Infusion, ch.infusion_id)
-            if current is not None:
-                _close(current, now, kind)
-            ch.infusion_id = None
-    if kind == "library_activated":
-        pump.library_version = _text(body.get("version"), 64) or pump.library_version
-    return [{"type": "pump_event", "pump_id": pump.id, "channel": number, "kind": kind, "seq": seq}]
 
 
 def _event_channel(body: dict[str, Any]) -> int | None:
@@ -223,66 +443,86 @@ def _event_channel(body: dict[str, Any]) -> int | None:
 
 
 def _apply_alarm(
-    session: Session, pump: Pump, seq: int, body: dict[str, Any], now: datetime
+    conn: Connection, pump: PumpState, seq: int, body: dict[str, Any], now: datetime
 ) -> list[dict[str, Any]]:
     code = _text(body.get("code"), 64)
     if code is None:
         return []
     state = _text(body.get("state", body.get("action")), 16) or "raised"
     number = _int(body.get("channel"))
-    open_alarm = session.scalars(
-        select(Alarm).where(
-            Alarm.pump_id == pump.id,
-            Alarm.code == code,
-            Alarm.channel.is_(None) if number is None else Alarm.channel == number,
-            Alarm.cleared_at.is_(None),
+    open_alarm = conn.execute(
+        select(_alarms.c.id, _alarms.c.acknowledged_at)
+        .where(
+            _alarms.c.pump_id == pump.id,
+            _alarms.c.code == code,
+            _alarms.c.channel.is_(None) if number is None else _alarms.c.channel == number,
+            _alarms.c.cleared_at.is_(None),
         )
+        .order_by(_alarms.c.id)
+        .limit(1)
     ).first()
     if state == "cleared":
         if open_alarm is None:
             return []
-        open_alarm.cleared_at, open_alarm.cleared_seq = now, seq
+        conn.execute(
+            update(_alarms)
+            .where(_alarms.c.id == open_alarm.id)
+            .values(cleared_at=now, cleared_seq=seq)
+        )
         return [{"type": "alarm_cleared", "pump_id": pump.id, "alarm_id": open_alarm.id}]
     if state == "acknowledged" and open_alarm is not None:
         if open_alarm.acknowledged_at is None:
-            open_alarm.acknowledged_at, open_alarm.acknowledged_by = now, "bedside"
+            conn.execute(
+                update(_alarms)
+                .where(_alarms.c.id == open_alarm.id)
+                .values(acknowledged_at=now, acknowledged_by="bedside")
+            )
         return [{"type": "alarm_acknowledged", "pump_id": pump.id, "alarm_id": open_alarm.id}]
     if state != "raised" or open_alarm is not None:
         return []
-    alarm = Alarm(
-        pump_id=pump.id,
-        channel=number,
-        code=code,
-        priority=_text(body.get("priority"), 16) or "unknown",
-        message=_text(body.get("message"), 500),
-        raised_at=now,
-        raised_seq=seq,
-    )
-    session.add(alarm)
-    session.flush()
+    priority = _text(body.get("priority"), 16) or "unknown"
+    alarm_id = conn.execute(
+        insert(_alarms).returning(_alarms.c.id),
+        {
+            "pump_id": pump.id,
+            "channel": number,
+            "code": code,
+            "priority": priority,
+            "message": _text(body.get("message"), 500),
+            "raised_at": now,
+            "raised_seq": seq,
+        },
+    ).scalar_one()
     return [
         {
             "type": "alarm_raised",
             "pump_id": pump.id,
-            "alarm_id": alarm.id,
-            "priority": alarm.priority,
+            "alarm_id": alarm_id,
+            "priority": priority,
             "code": code,
         }
     ]
 
 
 def _apply_command_result(
-    session: Session, pump: Pump, seq: int, body: dict[str, Any], now: datetime
+    conn: Connection, pump: PumpState, seq: int, body: dict[str, Any], now: datetime
 ) -> list[dict[str, Any]]:
     command_id = _text(body.get("command_id"), 36)
     outcome = OUTCOME_STATUS.get(_text(body.get("outcome", body.get("status")), 32) or "")
     if command_id is None or outcome is None:
         return []
-    command = session.get(Command, command_id)
-    if command is None or command.pump_id != pump.id or command.result_seq is not None:
+    row = conn.execute(
+        select(_commands.c.pump_id, _commands.c.result_seq).where(_commands.c.id == command_id)
+    ).first()
+    if row is None or row.pump_id != pump.id or row.result_seq is not None:
         return []
-    command.status, command.result_at, command.result_seq = outcome, now, seq
-    command.reason = _text(body.get("reason"), 500)
+    conn.execute(
+        update(_commands)
+        .where(_commands.c.id == command_id)
+        .values(
+            status=outcome, result_at=now, result_seq=seq, reason=_text(body.get("reason"), 500)
+        )
+    )
     return [
         {"type": "command_result", "pump_id": pump.id, "command_id": command_id, "status": outcome}
     ]

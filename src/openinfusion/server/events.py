@@ -31,17 +31,26 @@ MAX_EVENT_BYTES = 7000
 
 class Subscription:
     """A bounded queue of events; when a slow reader lets it fill, it is marked lagging
-    and newer events are dropped for it (the reader resynchronises by re-reading)."""
+    and newer events are dropped for it (the reader resynchronises by re-reading).
+    ``types``, when given, limits it to those event types (and ``resync``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, types: frozenset[str] | None = None) -> None:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         self.lagging = False
+        self.types = None if types is None else types | {"resync"}
+
+    def wants(self, kind: object) -> bool:
+        return self.types is None or kind in self.types
 
     def offer(self, ev: dict[str, Any]) -> None:
         try:
             self.queue.put_nowait(ev)
         except asyncio.QueueFull:
             self.lagging = True
+
+    def offer_many(self, events: list[dict[str, Any]]) -> None:
+        for ev in events:
+            self.offer(ev)
 
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         while True:
@@ -52,7 +61,8 @@ class EventBus(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     def publish(self, session: Session, event: dict[str, Any]) -> None: ...
-    def subscribe(self) -> Subscription: ...
+    def publish_many(self, session: Session, events: list[dict[str, Any]]) -> None: ...
+    def subscribe(self, types: frozenset[str] | None = None) -> Subscription: ...
     def unsubscribe(self, sub: Subscription) -> None: ...
 
 
@@ -67,8 +77,8 @@ class _Fanout:
     def bind_loop(self) -> None:
         self._loop = asyncio.get_running_loop()
 
-    def subscribe(self) -> Subscription:
-        sub = Subscription()
+    def subscribe(self, types: frozenset[str] | None = None) -> Subscription:
+        sub = Subscription(types)
         with self._lock:
             self._subs.add(sub)
         return sub
@@ -79,13 +89,22 @@ class _Fanout:
 
     def dispatch(self, ev: dict[str, Any]) -> None:
         """Deliver from any thread."""
+        self.dispatch_many([ev])
+
+    def dispatch_many(self, events: list[dict[str, Any]]) -> None:
+        """Deliver several events from any thread: one wake-up of the event loop per
+        subscriber that wants any of them, none for a subscriber that wants none."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         with self._lock:
             subs = list(self._subs)
         for sub in subs:
-            loop.call_soon_threadsafe(sub.offer, ev)
+            wanted = (
+                events if sub.types is None else [e for e in events if sub.wants(e.get("type"))]
+            )
+            if wanted:
+                loop.call_soon_threadsafe(sub.offer_many, wanted)
 
 
 def _encode(ev: dict[str, Any]) -> str:
@@ -105,12 +124,34 @@ class LocalBus(_Fanout):
         self._loop = None
 
     def publish(self, session: Session, event: dict[str, Any]) -> None:
-        payload = _encode(event)
+        self.publish_many(session, [event])
 
-        def _after_commit(_session: Session) -> None:
-            self.dispatch(json.loads(payload))
+    def publish_many(self, session: Session, events: list[dict[str, Any]]) -> None:
+        """Queue ``events`` on the session; they are delivered together at its commit and
+        dropped at a rollback (one pair of listeners per session, not one per event)."""
+        payloads = [_encode(ev) for ev in events]
+        pending: list[str] | None = session.info.get(self._pending_key)
+        if pending is None:
+            pending = session.info[self._pending_key] = []
+            sa_event.listen(session, "after_commit", self._after_commit)
+            sa_event.listen(session, "after_rollback", self._after_rollback)
+        pending.extend(payloads)
 
-        sa_event.listen(session, "after_commit", _after_commit, once=True)
+    @property
+    def _pending_key(self) -> str:
+        return f"openinfusion.bus.{id(self)}"
+
+    def _after_commit(self, session: Session) -> None:
+        pending = session.info.get(self._pending_key)
+        if pending:
+            payloads = list(pending)
+            pending.clear()
+            self.dispatch_many([json.loads(p) for p in payloads])
+
+    def _after_rollback(self, session: Session) -> None:
+        pending = session.info.get(self._pending_key)
+        if pending:
+            pending.clear()
 
 
 class PostgresBus(_Fanout):
@@ -137,6 +178,18 @@ class PostgresBus(_Fanout):
 
     def publish(self, session: Session, event: dict[str, Any]) -> None:
         session.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": _encode(event)})
+
+    def publish_many(self, session: Session, events: list[dict[str, Any]]) -> None:
+        """One statement for all of ``events``: a notification each, in order."""
+        if len(events) == 1:
+            self.publish(session, events[0])
+        elif events:
+            session.execute(
+                text(
+                    "SELECT pg_notify(:c, p) FROM unnest(CAST(:ps AS text[])) WITH ORDINALITY AS t(p, n) ORDER BY n"
+                ),
+                {"c": CHANNEL, "ps": [_encode(ev) for ev in events]},
+            )
 
     def _listen(self) -> None:
         reconnecting = False

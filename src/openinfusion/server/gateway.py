@@ -1,8 +1,9 @@
 """The pump gateway: WebSocket ``/api/gateway/ws`` (docs/pump-protocol.md, server side).
 
 Challenge → hello → welcome, then envelopes. A reader task queues incoming text frames;
-the connection loop takes everything queued (up to ``gateway_batch_max``), verifies it, and
-hands it to the :class:`GroupCommitter`, which stores the batches of all connections that are
+the connection loop takes everything queued (up to ``gateway_batch_max``), verifies it (a
+small batch on the event loop, a large one in a worker thread), and hands it to the
+:class:`GroupCommitter`, which stores the batches of all connections that are
 waiting in one transaction; each connection then sends one signed ack for its batch — only
 after the commit. Commands
 reach the pump through :class:`GatewayHub`, which listens on the event bus, so a command
@@ -46,6 +47,9 @@ from openinfusion.server.models import Command, Pump
 log = logging.getLogger(__name__)
 router = APIRouter()
 HANDSHAKE_TIMEOUT_S = 10.0
+# Batches up to this many frames are verified on the event loop, larger ones in a thread so
+# that other connections are served in between.
+INLINE_VERIFY_MAX = 8
 
 
 class PumpLink:
@@ -95,7 +99,8 @@ class GatewayHub:
             del self.links[link.pump_id]
 
     async def _deliver_commands(self) -> None:
-        sub = self.ctx.bus.subscribe()
+        # only what this hub acts on: the pumps' own updates never wake it
+        sub = self.ctx.bus.subscribe(frozenset({"command", "pump_decommissioned"}))
         try:
             async for ev in sub:
                 if ev.get("type") == "pump_decommissioned" and ev.get("pump_id") in self.links:
@@ -240,7 +245,12 @@ async def _serve(
                     ended = True
                     break
                 texts.append(nxt)
-            verified = await asyncio.to_thread(verify_frames, link.pump_id, key, texts)
+            if len(texts) <= INLINE_VERIFY_MAX:
+                # a few signature checks cost less than a hop to a worker thread and back
+                # (the checks hold the interpreter lock either way)
+                verified = verify_frames(link.pump_id, key, texts)
+            else:
+                verified = await asyncio.to_thread(verify_frames, link.pump_id, key, texts)
             result = await committer.submit(link.pump_id, verified, address)
             if result.ack_seq is not None and not ended:
                 await link.send(build_ack(ctx.server_key, link.pump_id, result.ack_seq))

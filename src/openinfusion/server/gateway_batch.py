@@ -1,6 +1,7 @@
-"""One batch of frames from one pump connection: verify, store, audit, publish — one commit.
+"""Batches of frames from pump connections: verify, store, audit, publish — one commit.
 
-Runs in a worker thread (signature checks and SQL are blocking). Frames are handled in
+Verification (:func:`verify_frames`) runs per connection; storage runs in the group
+committer's thread, several connections' batches in one transaction. Frames are handled in
 arrival order; the first one that fails (malformed, bad signature, another pump's id, a
 conflicting replay) ends the batch: what came before it is stored and acknowledged, it and
 everything after are not, and the connection is closed so the pump reconnects and replays
@@ -9,14 +10,16 @@ from its outbox.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from openinfusion.security import FrameRejected, PublicKey, parse_frame, verify_envelope
+from openinfusion.security.envelope import envelope_digest
 from openinfusion.server.context import ServerContext
-from openinfusion.server.store import Incoming, store_batch
+from openinfusion.server.store import Incoming, store_group
 
 CLOSE_BAD_FRAME = 4400
 CLOSE_AUTH = 4401
@@ -60,7 +63,7 @@ def verify_frames(pump_id: str, pump_key: PublicKey, texts: list[str]) -> Verifi
                 else CLOSE_BAD_FRAME
             )
             return Verified(items, (code, exc.message, exc.as_dict()))
-        items.append(Incoming(frame, envelope))
+        items.append(Incoming(frame, envelope, envelope_digest(frame)))
     return Verified(items)
 
 
@@ -78,47 +81,60 @@ def store_verified(
 ) -> BatchResult:
     """Store a verified batch, audit a refusal and publish the updates, all inside the
     caller's transaction (the ack may be sent only after it commits)."""
-    rejected = verified.rejected
+    return store_verified_group(ctx, session, [(pump_id, verified, address)])[0]
+
+
+def store_verified_group(
+    ctx: ServerContext, session: Session, jobs: Sequence[tuple[str, Verified, str]]
+) -> list[BatchResult]:
+    """Store the verified batches ``(pump_id, verified, address)`` of several connections
+    in the caller's transaction: one result per batch; refusals audited; every live event
+    of the group published in one call, delivered only if the transaction commits."""
     now = ctx.now()
-    outcome = store_batch(session, pump_id, verified.items, now)
-    unit = outcome.unit
-    if outcome.conflict_seq is not None:
-        rejected = (
-            CLOSE_CONFLICT,
-            f"seq {outcome.conflict_seq} differs from the stored envelope",
-            {"seq": outcome.conflict_seq},
-        )
-        ctx.audit(
-            session,
-            f"pump:{pump_id}",
-            "gateway.conflicting_replay",
-            f"pump:{pump_id}",
-            seq=outcome.conflict_seq,
-            address=address,
-        )
-    elif rejected is not None:
-        ctx.audit(
-            session,
-            f"pump:{pump_id}",
-            "gateway.frame_rejected",
-            f"pump:{pump_id}",
-            address=address,
-            error=rejected[2],
-        )
-    if outcome.stored:
-        ctx.bus.publish(
-            session,
-            {
-                "type": "pump_update",
-                "pump_id": pump_id,
-                "unit": unit,
-                "last_seq": outcome.last_seq,
-                "stored": outcome.stored,
-            },
-        )
-    for ev in outcome.events:
-        ctx.bus.publish(session, dict(ev, unit=unit))
-    result = BatchResult(outcome.ack_seq, outcome.stored, outcome.duplicates)
-    if rejected is not None:
-        result.close_code, result.close_reason = rejected[0], rejected[1][:120]
-    return result
+    outcomes = store_group(session, [(pump_id, v.items) for pump_id, v, _a in jobs], now)
+    events: list[dict[str, Any]] = []
+    results: list[BatchResult] = []
+    for (pump_id, verified, address), outcome in zip(jobs, outcomes, strict=True):
+        rejected = verified.rejected
+        unit = outcome.unit
+        if outcome.conflict_seq is not None:
+            rejected = (
+                CLOSE_CONFLICT,
+                f"seq {outcome.conflict_seq} differs from the stored envelope",
+                {"seq": outcome.conflict_seq},
+            )
+            ctx.audit(
+                session,
+                f"pump:{pump_id}",
+                "gateway.conflicting_replay",
+                f"pump:{pump_id}",
+                seq=outcome.conflict_seq,
+                address=address,
+            )
+        elif rejected is not None:
+            ctx.audit(
+                session,
+                f"pump:{pump_id}",
+                "gateway.frame_rejected",
+                f"pump:{pump_id}",
+                address=address,
+                error=rejected[2],
+            )
+        if outcome.stored:
+            events.append(
+                {
+                    "type": "pump_update",
+                    "pump_id": pump_id,
+                    "unit": unit,
+                    "last_seq": outcome.last_seq,
+                    "stored": outcome.stored,
+                }
+            )
+        events.extend(dict(ev, unit=unit) for ev in outcome.events)
+        result = BatchResult(outcome.ack_seq, outcome.stored, outcome.duplicates)
+        if rejected is not None:
+            result.close_code, result.close_reason = rejected[0], rejected[1][:120]
+        results.append(result)
+    if events:
+        ctx.bus.publish_many(session, events)
+    return results

@@ -18,11 +18,10 @@ import asyncio
 import logging
 import queue
 import threading
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from openinfusion.server.context import ServerContext
-from openinfusion.server.gateway_batch import BatchResult, Verified, store_verified
+from openinfusion.server.gateway_batch import BatchResult, Verified, store_verified_group
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,19 @@ class _Job:
     pump_id: str
     verified: Verified
     address: str
-    done: Future[BatchResult] = field(default_factory=Future)
+    loop: asyncio.AbstractEventLoop
+    done: asyncio.Future[BatchResult]
+
+
+def _settle(answers: list[tuple[_Job, BatchResult | BaseException]]) -> None:
+    """On the event loop: answer every connection of a committed group at once."""
+    for job, answer in answers:
+        if job.done.done():  # the connection went away meanwhile
+            continue
+        if isinstance(answer, BaseException):
+            job.done.set_exception(answer)
+        else:
+            job.done.set_result(answer)
 
 
 class GroupCommitter:
@@ -63,9 +74,10 @@ class GroupCommitter:
         """Store ``verified`` for ``pump_id``; returns once its group has committed."""
         if self._thread is None:
             raise RuntimeError("the group committer is not running")
-        job = _Job(pump_id, verified, address)
+        loop = asyncio.get_running_loop()
+        job = _Job(pump_id, verified, address, loop, loop.create_future())
         self._jobs.put(job)
-        return await asyncio.wrap_future(job.done)
+        return await job.done
 
     def _run(self) -> None:
         stopping = False
@@ -84,23 +96,26 @@ class GroupCommitter:
                     break
                 group.append(nxt)
                 size += len(nxt.verified.items)
-            self._write(group)
+            answers = self._write(group)
+            by_loop: dict[
+                asyncio.AbstractEventLoop, list[tuple[_Job, BatchResult | BaseException]]
+            ] = {}
+            for job, answer in answers:
+                by_loop.setdefault(job.loop, []).append((job, answer))
+            for loop, settled in by_loop.items():
+                if not loop.is_closed():  # one wake-up of each loop per group
+                    loop.call_soon_threadsafe(_settle, settled)
 
-    def _write(self, group: list[_Job]) -> None:
+    def _write(self, group: list[_Job]) -> list[tuple[_Job, BatchResult | BaseException]]:
         try:
             with self.ctx.db.write() as session:
-                results = [
-                    store_verified(self.ctx, session, j.pump_id, j.verified, j.address)
-                    for j in group
-                ]
+                results = store_verified_group(
+                    self.ctx, session, [(j.pump_id, j.verified, j.address) for j in group]
+                )
         except Exception as exc:
             if len(group) == 1:
-                group[0].done.set_exception(exc)
-                return
+                return [(group[0], exc)]
             log.warning("group of %d batches failed; storing each alone", len(group))
-            for job in group:
-                self._write([job])
-            return
+            return [answer for job in group for answer in self._write([job])]
         self.groups += 1
-        for job, result in zip(group, results, strict=True):
-            job.done.set_result(result)
+        return list(zip(group, results, strict=True))
