@@ -66,6 +66,15 @@ ROOT = Path(__file__).resolve().parents[1]
             {"baseline_scan_s", "report_s", "ratio_to_scan", "compliance_rate"},
         ),
         (
+            "maintenance.py",
+            [
+                *("--pumps", "50", "--days", "90", "--baseline-pumps", "5", "--repeats", "1"),
+                *("--eval-pumps", "60", "--eval-days", "120", "--eval-seeds", "1"),
+                *("--train-pumps", "40", "--train-days", "90"),
+            ],
+            {"vector_pump_days_per_s", "loop_pump_days_per_s", "model", "threshold_rule"},
+        ),
+        (
             "hl7.py",
             ["--messages", "50", "--orders", "5"],
             {
