@@ -3,8 +3,8 @@
 Compliance = library programs ÷ (library programs + basic infusions), the share of
 infusion starts protected by dose limits (Giuliano et al., J Patient Saf 2018;14:e76;
 Melton et al., BMC Med Inform Decis Mak 2019;19:213, Table 1 "basic mode"). Counted from
-the ``programmed`` events' ``data.ders.library``, grouped in SQL by UTC day, care unit
-(``pumps.unit``) and the library's care area; programs without DERS facts are ``unknown``
+the ``programmed`` events' ``data.ders.library``, grouped in SQL (one pass, one JSON parse
+per event) by UTC day, care unit (``pumps.unit``) and the library's care area; programs without DERS facts are ``unknown``
 and left out of the rate.
 """
 
@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from openinfusion.analytics.queries import (
     PROGRAMMED,
     day_number,
-    ders_events,
-    ders_field,
-    event_kind,
+    decode,
+    event_groups,
     truthy,
     unit_label,
 )
@@ -35,6 +33,7 @@ Bucket = Literal["day", "week"]
 BUCKETS = ("day", "week")
 NO_AREA = "(no care area)"
 _EPOCH = date(1970, 1, 1)
+_PATHS = (("kind",), ("data", "ders", "care_area"), ("data", "ders", "library"))
 
 
 @dataclass(slots=True)
@@ -84,21 +83,18 @@ def compliance_report(
         raise InputError("bucket", bucket, "must be day or week")
     day = day_number(session, PumpMessage.received_at)
     unit = unit_label(Pump.unit)
-    area = ders_field("care_area")
-    library = ders_field("library")
-    query = (
-        ders_events(window, day, unit, area, library, func.count())
-        .where(event_kind() == PROGRAMMED)
-        .group_by(day, unit, area, library)
-    )
+    query = event_groups(session, window, _PATHS, day, unit)
     total = Counts()
     by_area: dict[str, Counts] = defaultdict(Counts)
     by_unit: dict[str, Counts] = defaultdict(Counts)
     by_bucket: dict[date, Counts] = defaultdict(Counts)
     by_unit_bucket: dict[tuple[str, date], Counts] = defaultdict(Counts)
-    for day_n, unit_name, area_name, lib, n in session.execute(query):
+    for day_n, unit_name, key, n in session.execute(query):
+        kind, area_name, lib = (decode(key) + [None] * 3)[:3]
+        if kind != PROGRAMMED:
+            continue
         used = truthy(lib)
-        start = bucket_start(int(day_n), bucket)  # type: ignore[arg-type]
+        start = bucket_start(int(day_n), bucket)
         for counts in (
             total,
             by_area[area_name or NO_AREA],

@@ -5,8 +5,9 @@ a program crossing a soft limit; it is **overridden** when the program started w
 reason (``programmed`` event, verdict ``soft``) and **cancelled** when it did not
 (``ders_alert``, outcome ``cancelled``). A **hard block** is a ``ders_alert`` with outcome
 ``blocked``. A **reprogram** is a program entered on the channel after an alert
-(``after_alert``). Programs per drug come from one SQL ``GROUP BY``; only the events with
-an alert (a small share) are read one by one for their limits and reasons.
+(``after_alert``). One SQL ``GROUP BY`` over the DERS fields of every event (one JSON parse
+per event): programs within limits collapse into a few groups, and only the events with an
+alert come back one by one with their limits and reasons.
 """
 
 from __future__ import annotations
@@ -17,25 +18,37 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, or_
 from sqlalchemy.orm import Session
 
 from openinfusion.analytics.compliance import NO_AREA
 from openinfusion.analytics.queries import (
     DERS_ALERT,
     PROGRAMMED,
-    ders_events,
-    ders_field,
-    event_kind,
+    decode,
+    event_groups,
     unit_label,
 )
 from openinfusion.analytics.refinement import DEFAULT_MIN_OVERRIDES, suggest_limit
 from openinfusion.analytics.window import ReportWindow
 from openinfusion.errors import InputError
-from openinfusion.server.models import Pump, PumpMessage
+from openinfusion.server.models import Pump
 
 BASIC = "(basic infusion)"
 MAX_CANDIDATES = 25
+# One JSON parse per event: what a programmed event's ``ders`` and a ders_alert say.
+_PATHS = (
+    ("kind",),
+    ("data", "ders", "verdict"),
+    ("data", "ders", "after_alert"),
+    ("data", "ders", "care_area"),
+    ("data", "ders", "drug"),
+    ("data", "ders", "override_reason"),
+    ("data", "ders", "alerts"),
+    ("data", "outcome"),
+    ("data", "care_area"),
+    ("data", "drug"),
+)
+_WHOLE = frozenset({6})  # the alerts list stays JSON
 
 
 @dataclass(slots=True)
@@ -79,8 +92,7 @@ class Samples:
     reasons: Counter[str] = field(default_factory=Counter)
 
 
-def _crossings(data: dict[str, Any]) -> list[dict[str, Any]]:
-    alerts = data.get("alerts")
+def _crossings(alerts: Any) -> list[dict[str, Any]]:
     if not isinstance(alerts, list):
         return []
     return [a for a in alerts if isinstance(a, dict) and isinstance(a.get("bound"), str)]
@@ -99,62 +111,43 @@ def overrides_report(
     reasons, and the entries whose soft limits are most overridden (refinement)."""
     if not 1 <= min_overrides <= 100_000:
         raise InputError("min_overrides", min_overrides, "must be 1 to 100000")
-    area, drug = ders_field("care_area"), ders_field("drug")
-    unit = unit_label(Pump.unit)
     by_drug: dict[tuple[str, str], Tally] = defaultdict(Tally)
     by_unit: dict[str, Tally] = defaultdict(Tally)
     total = Tally()
-    counts = (
-        ders_events(window, area, drug, unit, func.count())
-        .where(event_kind() == PROGRAMMED, ders_field("verdict").is_not(None))
-        .group_by(area, drug, unit)
-    )
-    for area_name, drug_name, unit_name, n in session.execute(counts):
-        key = (area_name or NO_AREA, drug_name or BASIC)
-        by_drug[key].programs += n
-        by_unit[unit_name].programs += n
-        total.programs += n
-    detail = ders_events(window, event_kind(), unit, PumpMessage.body["data"]).where(
-        or_(
-            event_kind() == DERS_ALERT,
-            ders_field("verdict").in_(("soft", "hard")),
-            ders_field("after_alert").is_not(None),
-        )
-    )
     samples: dict[tuple[str, str, str, str], Samples] = {}
-    for kind, unit_name, data in session.execute(detail):
-        if not isinstance(data, dict):
-            continue
-        record = data.get("ders") if kind == PROGRAMMED else data
-        if not isinstance(record, dict):
-            continue
-        key = (record.get("care_area") or NO_AREA, record.get("drug") or BASIC)
-        groups = (total, by_drug[key], by_unit[unit_name])
-        crossed = _crossings(record)
+    query = event_groups(session, window, _PATHS, unit_label(Pump.unit), whole=_WHOLE)
+    for unit_name, key, n in session.execute(query):
+        kind, verdict, after, area, drug, reason, alerts, outcome, r_area, r_drug = (
+            decode(key) + [None] * len(_PATHS)
+        )[: len(_PATHS)]
         if kind == DERS_ALERT:
-            outcome = "blocked" if record.get("outcome") == "blocked" else "cancelled"
+            groups = (total, by_drug[(r_area or NO_AREA, r_drug or BASIC)], by_unit[unit_name])
+            field_name = "blocked" if outcome == "blocked" else "cancelled"
             for t in groups:
-                setattr(t, outcome, getattr(t, outcome) + 1)
+                setattr(t, field_name, getattr(t, field_name) + n)
             continue
-        if record.get("after_alert"):
-            for t in groups:
-                t.reprogrammed += 1
-        reason = record.get("override_reason")
-        soft = [a for a in crossed if a.get("level") == "soft"]
-        if not soft or not isinstance(reason, str):
-            continue  # a basic infusion's advisory, or no limit crossed
+        if kind != PROGRAMMED or verdict is None:
+            continue  # another event, or a pump that reports no DERS facts
+        entry_key = (area or NO_AREA, drug or BASIC)
+        groups = (total, by_drug[entry_key], by_unit[unit_name])
         for t in groups:
-            t.overridden += 1
-            t.reasons[reason] += 1
+            t.programs += n
+            t.reprogrammed += n if after else 0
+        soft = [a for a in _crossings(alerts) if a.get("level") == "soft"]
+        if verdict != "soft" or not soft or not isinstance(reason, str):
+            continue  # within limits, or a basic infusion's advisory
+        for t in groups:
+            t.overridden += n
+            t.reasons[reason] += n
         for a in soft:
             value = _num(a.get("value"))
             if value is None:
                 continue
-            skey = (*key, str(a.get("parameter")), str(a.get("bound")))
-            s = samples.setdefault(skey, Samples(unit=str(a.get("unit") or "")))
-            s.values.append(value)
-            s.limits[(_num(a.get("limit")), _num(a.get("hard_limit")))] += 1
-            s.reasons[reason] += 1
+            skey = (*entry_key, str(a.get("parameter")), str(a.get("bound")))
+            sample = samples.setdefault(skey, Samples(unit=str(a.get("unit") or "")))
+            sample.values.extend([value] * n)
+            sample.limits[(_num(a.get("limit")), _num(a.get("hard_limit")))] += n
+            sample.reasons[reason] += n
     return {
         "report": "overrides",
         "generated_at": datetime.now(UTC).isoformat(),

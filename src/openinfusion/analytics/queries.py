@@ -8,9 +8,23 @@ bodies are read with SQLAlchemy's JSON paths (``json_extract`` / ``->>``).
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Integer, Select, and_, cast, func, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Integer,
+    Select,
+    String,
+    Text,
+    and_,
+    cast,
+    func,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session
 
 from openinfusion.analytics.window import ReportWindow
@@ -68,30 +82,55 @@ def unit_filter(window: ReportWindow) -> ColumnElement[bool]:
     return Pump.unit == window.unit if window.unit is not None else true()
 
 
-def event_kind() -> ColumnElement[str]:
-    kind: ColumnElement[str] = PumpMessage.body["kind"].as_string()
-    return kind
+def json_fields(
+    session: Session, paths: Sequence[tuple[str, ...]], whole: frozenset[int] = frozenset()
+) -> ColumnElement[str]:
+    """The event body's values at ``paths`` as the text of one JSON array, so that a row's
+    body is parsed once (SQLite 3.40 re-parses it for each ``json_extract``) and rows with
+    the same values group together. Indexes in ``whole`` keep their JSON value (a list,
+    an object); the others are scalars."""
+    if len(paths) < 2:
+        raise ValueError("json_fields needs two paths or more (SQLite returns a bare scalar)")
+    if is_sqlite(session):
+        return func.json_extract(
+            PumpMessage.body, *["$." + ".".join(p) for p in paths], type_=String
+        )
+    parts = [
+        PumpMessage.body[p if len(p) > 1 else p[0]]
+        if i in whole
+        else PumpMessage.body[p if len(p) > 1 else p[0]].as_string()
+        for i, p in enumerate(paths)
+    ]
+    return cast(func.json_build_array(*parts), Text)
 
 
-def ders_field(name: str) -> ColumnElement[Any]:
-    """``body.data.ders.<name>`` of a ``programmed`` event, as text."""
-    field: ColumnElement[Any] = PumpMessage.body[("data", "ders", name)].as_string()
-    return field
-
-
-def ders_events(window: ReportWindow, *columns: Any) -> Select[Any]:
-    """``programmed`` and ``ders_alert`` events of the window and unit, pumps joined."""
-    query: Select[Any] = select(*columns)
+def event_groups(
+    session: Session,
+    window: ReportWindow,
+    paths: Sequence[tuple[str, ...]],
+    *columns: Any,
+    whole: frozenset[int] = frozenset(),
+) -> Select[Any]:
+    """Counts of ``event`` envelopes of the window and unit grouped by ``columns`` and the
+    values at ``paths`` (:func:`json_fields`): one pass, one JSON parse per row."""
+    key = json_fields(session, paths, whole)
+    query: Select[Any] = select(*columns, key, func.count())
     return (
         query.select_from(PumpMessage)
         .join(Pump, Pump.id == PumpMessage.pump_id)
         .where(
             PumpMessage.type == "event",
-            or_(event_kind() == PROGRAMMED, event_kind() == DERS_ALERT),
             in_window(PumpMessage.received_at, window),
             unit_filter(window),
         )
+        .group_by(*columns, key)
     )
+
+
+def decode(key: str | None) -> list[Any]:
+    """A :func:`json_fields` value back to a list."""
+    value = json.loads(key) if key else []
+    return value if isinstance(value, list) else []
 
 
 def truthy(value: Any) -> bool | None:
@@ -106,13 +145,13 @@ __all__ = [
     "NO_UNIT",
     "PROGRAMMED",
     "day_number",
-    "ders_events",
-    "ders_field",
+    "decode",
     "epoch_s",
-    "event_kind",
+    "event_groups",
     "greatest",
     "in_window",
     "is_sqlite",
+    "json_fields",
     "least",
     "truthy",
     "unit_filter",
