@@ -94,7 +94,7 @@ def compliance_report(
         if kind != PROGRAMMED:
             continue
         used = truthy(lib)
-        start = bucket_start(int(day_n), bucket)
+        start = bucket_start(int(day_n), "week" if bucket == "week" else "day")
         for counts in (
             total,
             by_area[area_name or NO_AREA],
