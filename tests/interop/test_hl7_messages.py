@@ -193,7 +193,7 @@ def _facets(text: str) -> dict[str, str]:
     ("state", "phase", "alarm_state", "inactivation"),
     [
         ("active", "start", "active", "enabled"),
-        ("acknowledged", "continue", "active", "alert-acknowledged"),
+        ("acknowledged", "continue", "active", "acknowledged"),
         ("cleared", "end", "inactive", "enabled"),
     ],
 )
@@ -211,14 +211,22 @@ def test_oru_r40_identifies_alert_priority_source_and_pump() -> None:
     text = build_oru_r40(alarm(), control_id="AL-2", now=NOW, update_counter=3)
     msg = parse_message(text)
     obr = segments(msg, "OBR")[0]
-    assert field_text(msg, obr, 2) == "OI-LVP-0003-A91.3"
-    assert field_text(msg, obr, 3) == "OI-LVP-0003-A91"
+    assert field_text(msg, obr, 2) == "ORD-1002"  # the infusion order
+    assert field_text(msg, obr, 3) == "OI-LVP-0003-A91.3"  # this indication
+    assert field_text(msg, obr, 29, 2, sub=1) == "OI-LVP-0003-A91"  # the alert
+    ended = parse_message(
+        build_oru_r40(alarm(state="cleared"), control_id="AL-2e", now=NOW, update_counter=4)
+    )
+    end_obr = segments(ended, "OBR")[0]
+    assert field_text(ended, end_obr, 29, 2, sub=1) == "OI-LVP-0003-A91"
+    assert field_text(ended, end_obr, 3) == "OI-LVP-0003-A91.4"
     first = segments(msg, "OBX")[0]
     assert field_text(msg, first, 4) == "1.2.0.0.1"
     assert field_text(msg, first, 8, 1, rep=1) == "PH"
     assert field_text(msg, first, 8, 1, rep=2) == "ST"
     assert field_text(msg, first, 5, 9) == "Downstream occlusion | check line"
     assert field_text(msg, first, 18, 1) == "OI-LVP-0003"
+    assert field_text(msg, first, 18, 2) == "OI-LVP 2ch"  # model in EI-2 (TF-2 B.8)
     assert _facets(text)["MDC_ATTR_ALERT_SOURCE"] == "70050"  # the channel's LVP VMD
     assert field_text(msg, msg[0], 21, 1) == "IHE_PCD_ACM_001"
 
@@ -226,9 +234,12 @@ def test_oru_r40_identifies_alert_priority_source_and_pump() -> None:
 def test_oru_r40_without_an_mdc_event_uses_the_local_code_and_text() -> None:
     msg = parse_message(
         build_oru_r40(
-            alarm(code="door_open", priority="medium", channel=None), control_id="A", now=NOW
+            alarm(code="door_open", priority="medium", channel=None, patient=None),
+            control_id="A",
+            now=NOW,
         )
     )
+    assert field_text(msg, segments(msg, "PID")[0], 31) == "Y"  # PID required, identity unknown
     first = segments(msg, "OBX")[0]
     assert field_text(msg, first, 5, 1) == "door_open"
     assert field_text(msg, first, 5, 3) == "99OI"
@@ -236,8 +247,9 @@ def test_oru_r40_without_an_mdc_event_uses_the_local_code_and_text() -> None:
     assert field_text(msg, first, 4) == "1.0.0.0.1"
 
 
-def test_oru_r40_segments_are_valid_v26_for_hl7apy() -> None:
-    text = build_oru_r40(alarm(), control_id="AL-3", now=NOW)
+@pytest.mark.parametrize("patient", [PATIENT, None])
+def test_oru_r40_segments_are_valid_v26_for_hl7apy(patient: PatientRef | None) -> None:
+    text = build_oru_r40(alarm(patient=patient), control_id="AL-3", now=NOW)
     for line in filter(None, text.split("\r")):
         if line.startswith("MSH"):
             continue  # MSH-9 ORU^R40 is outside hl7apy's v2.6 tables; checked below

@@ -9,6 +9,11 @@ from decimal import Decimal
 
 from openinfusion.interop.hl7.parse import escape
 
+
+class Raw(str):
+    """A field value already written in HL7 syntax (escaped, delimiters meant): kept as is."""
+
+
 Part = str | None
 Composite = tuple[Part, ...]
 FieldValue = str | None | Composite | list[str | Composite]
@@ -39,6 +44,8 @@ def comp(*parts: Part) -> tuple[Part, ...]:
 def _field(value: FieldValue) -> str:
     if value is None:
         return ""
+    if isinstance(value, Raw):
+        return str(value)
     if isinstance(value, str):
         return escape(value)
     if isinstance(value, list):  # repetitions

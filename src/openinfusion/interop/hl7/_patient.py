@@ -37,6 +37,12 @@ def pid_segment(patient: PatientRef) -> str:
     )
 
 
+def unknown_patient_pid() -> str:
+    """PID with PID-31 identity unknown indicator ``Y`` (HL7 table 0136), for PCD-04,
+    where PID is required even when the alert source knows no patient (TF-2 B.5.1)."""
+    return b.segment("PID", *([None] * 30), "Y")
+
+
 def pv1_segment() -> str:
     """PV1 with PV1-2 patient class U (unknown): the pump does not know the encounter."""
     return b.segment("PV1", None, "U")
@@ -66,13 +72,14 @@ def read_patient(msg: Any, *, required: bool = True) -> PatientRef | None:
     )
 
 
-def equipment_id(serial: str) -> tuple[str, str, str, str]:
-    """OBX-18 equipment instance identifier (EI) for a pump serial.
+def equipment_id(serial: str, model: str) -> tuple[str, str, str, str]:
+    """OBX-18 equipment instance identifier (EI) of a pump.
 
-    EI-1 is the serial itself, EI-2 the namespace, EI-3 a locally administered EUI-64
-    derived from the serial (IEEE 802 U/L bit set, I/G bit clear) and EI-4 ``EUI-64``,
-    the form IHE PCD TF-2 B.8 asks for when the device has no registered EUI-64.
+    IHE PCD TF-2 B.8 (OBX-18): a device without a registered EUI-64 sends its serial in
+    EI-1 and its model in EI-2; the universal ID (EI-3) carries an EUI-64. Ours is a
+    locally administered EUI-64 derived from the serial (first 8 bytes of its SHA-256,
+    IEEE 802 U/L bit set, I/G bit clear), stable for a pump, with EI-4 ``EUI-64``.
     """
     digest = bytearray(hashlib.sha256(serial.encode("utf-8")).digest()[:8])
     digest[0] = (digest[0] | 0x02) & 0xFE
-    return (serial, "OPENINFUSION", digest.hex().upper(), "EUI-64")
+    return (serial, model, digest.hex().upper(), "EUI-64")

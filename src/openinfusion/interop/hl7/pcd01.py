@@ -6,6 +6,8 @@ supplement's sample lays it out (IPEC Rev 1.5 X.1.2.2), with OBX-4 dotted sub-ID
 channel ``n`` is VMD ``n``, under it the delivery-information channel (1) and the primary
 source channel (2). Device rows have OBX-11 ``X``; metrics ``R``. OBX-17 says whether a
 value was measured by the pump (AMEAS) or set by a clinician (MSET) (TF-2 B.8, OBX-17).
+Every row takes its time from OBR-7: OBX-14 is left empty, as TF-2 B.8 asks for values
+sampled together (it marks an episodic observation when filled).
 
 | OBX-4       | OBX-3 (MDC)                          | value                          |
 | ----------- | ------------------------------------ | ------------------------------ |
@@ -186,7 +188,13 @@ def build_oru_r01(
         )
     )
     rows: list[tuple[str, mdc.Term, str, b.FieldValue, dict[str, Any]]] = [
-        ("", mds, "1.0.0.0", None, {"status": "X", "equipment": equipment_id(obs.pump_serial)}),
+        (
+            "",
+            mds,
+            "1.0.0.0",
+            None,
+            {"status": "X", "equipment": equipment_id(obs.pump_serial, obs.pump_model)},
+        ),
         ("", vmd, f"1.{n}.0.0", None, {"status": "X"}),
         ("", mdc.DELIVERY_INFO, f"1.{n}.1.0", None, {"status": "X"}),
         (
@@ -274,7 +282,7 @@ def build_oru_r01(
             )
         )
     for set_id, (value_type, term, sub_id, value, extra) in enumerate(rows, start=1):
-        lines.append(_obx(set_id, value_type, term, sub_id, value, when=when, **extra))
+        lines.append(_obx(set_id, value_type, term, sub_id, value, **extra))
     return b.message(lines)
 
 

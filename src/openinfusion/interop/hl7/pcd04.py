@@ -3,8 +3,12 @@
 Layout after IHE PCD TF-2 Rev 8 E.3.2 (infusion pump fluid line occlusion) and B.8.5
 (OBX-4 sub-IDs of alert facets: ``<MDS>.<VMD>.<CHAN>.<METRIC>.<facet>``):
 
-- OBR-2 a unique identifier of this report (``<alert id>.<update counter>``), OBR-3 the
-  alert's identifier, the same for every report of one alert (start, continue, end),
+- PID is always present (TF-2 B.5.1); with PID-31 ``Y`` (identity unknown) when the
+  channel has no associated patient.
+- OBR-2 the infusion's placer order number when known (TF-2 B.7.1: "the same as ORC-2"),
+  OBR-3 the unique identifier of this indication (``<alert id>.<update counter>``),
+  OBR-29 Parent the alert's identifier, the same in every indication of one alert (start,
+  continue, end) so that the Alert Manager can tie them together (TF-2 B.7, OBR-29),
   OBR-4 ``196616^MDC_EVT_ALARM``, OBR-7 when the alert entered its current state.
 - OBX facet 1 (CWE) the alert type: an MDC_EVT_* code when the pump alarm has one, else
   the pump's own code in the local coding system ``99OI``; CWE-9 carries the pump's text.
@@ -12,8 +16,9 @@ Layout after IHE PCD TF-2 Rev 8 E.3.2 (infusion pump fluid line occlusion) and B
   OBX-18 the pump serial (equipment instance identifier).
 - facet 2 MDC_ATTR_ALERT_SOURCE (the pump MDS, or the channel's VMD), facet 3
   MDC_ATTR_EVENT_PHASE (start/continue/end), facet 4 MDC_ATTR_ALARM_STATE
-  (active/inactive), facet 5 MDC_ATTR_ALARM_INACTIVATION_STATE (enabled, or
-  alert-acknowledged once a clinician acknowledged it).
+  (active/inactive), facet 5 MDC_ATTR_ALARM_INACTIVATION_STATE (``enabled``, or
+  ``acknowledged`` once a clinician acknowledged it at the pump: TF-2 B.8.5, a latched
+  indication until the alert ends).
 - OBX-11 ``F`` (final) as in the TF examples.
 
 The Alert Manager answers with an original-mode ACK^R40 (accepted: AA/CA; refused: AE/AR
@@ -29,14 +34,19 @@ from typing import Any, Final, Literal
 
 from openinfusion.interop.hl7 import _build as b
 from openinfusion.interop.hl7 import nomenclature as mdc
-from openinfusion.interop.hl7._patient import equipment_id, pid_segment, pv1_segment
+from openinfusion.interop.hl7._patient import (
+    equipment_id,
+    pid_segment,
+    pv1_segment,
+    unknown_patient_pid,
+)
 from openinfusion.interop.hl7.errors import (
     REQUIRED_FIELD_MISSING,
     TABLE_VALUE_NOT_FOUND,
     UNSUPPORTED_MESSAGE_TYPE,
     HL7ParseError,
 )
-from openinfusion.interop.hl7.parse import field_text, message_type, segments
+from openinfusion.interop.hl7.parse import escape, field_text, message_type, segments
 from openinfusion.interop.records import AlarmReport
 from openinfusion.pump.codes import Alarm
 
@@ -70,7 +80,7 @@ def alert_facts(alarm: AlarmReport, update_counter: int) -> AlertFacts:
     else:
         phase = "start" if update_counter == 0 and alarm.state == "active" else "continue"
         alarm_state = "active"
-    inactivation = "alert-acknowledged" if alarm.state == "acknowledged" else "enabled"
+    inactivation = "acknowledged" if alarm.state == "acknowledged" else "enabled"
     term = _event_term(alarm.code)
     event = term.cwe() if term else (alarm.code, alarm.code, LOCAL_CODING_SYSTEM)
     priority = PRIORITY_FLAGS.get(alarm.priority)
@@ -143,16 +153,22 @@ def build_oru_r40(
     ]
     if alarm.patient is not None:
         lines += [pid_segment(alarm.patient), pv1_segment()]
+    else:
+        lines.append(unknown_patient_pid())
+    placer = b.comp(alarm.placer_order_id) if alarm.placer_order_id else None
+    parent = b.Raw(f"^{escape(alert_id)}&{escape(sending_app)}")
     lines.append(
         b.segment(
             "OBR",
             "1",
-            b.comp(f"{alert_id}.{counter}", sending_app),  # OBR-2 unique per report
-            b.comp(alert_id, sending_app),  # OBR-3 the alert, across its reports
+            placer,  # OBR-2 the infusion order, when known
+            b.comp(f"{alert_id}.{counter}", sending_app),  # OBR-3 this indication
             b.comp(*mdc.EVT_ALARM.cwe()),  # OBR-4
             None,
             None,
             changed,  # OBR-7
+            *([None] * 21),  # OBR-8 .. OBR-28
+            parent,  # OBR-29 the alert, across its indications
         )
     )
     event_value = b.comp(*facts.event, None, None, None, None, None, alarm.message)
@@ -176,7 +192,7 @@ def build_oru_r40(
             None,
             None,
             None,
-            b.comp(*equipment_id(alarm.pump_serial)),
+            b.comp(*equipment_id(alarm.pump_serial, alarm.pump_model)),
         ),
         b.segment(
             "OBX",
