@@ -381,6 +381,12 @@ def test_rgv_o15_maps_every_order_field() -> None:
         ("RGV^O15^RGV_O15", "RGV^O01^RGV_O15", "MSH-9", 201),
         ("RGV^O15^RGV_O15", "ORM^O01^ORM_O01", "MSH-9", 200),
         ("RXR|IV\r", "RXR|IV\rORC|NW|ORD-2002\r", "ORC", 100),
+        (
+            "OBX|1||69986^MDC_DEV_PUMP_INFUS_VMD^MDC|1.2.0.0|||||||X|||||||OI-SYR-0007\r",
+            "",
+            "OBX",
+            100,
+        ),
         ("|50||mL^mL^UCUM|", "|-50||mL^mL^UCUM|", "RXG-5", 102),
     ],
 )

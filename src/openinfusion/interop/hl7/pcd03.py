@@ -8,7 +8,8 @@ Field mapping (IHE PCD TF-2 Rev 8 section 3.3.4.4; example E.2.3) to
 | placer_order_id       | ORC-2.1 placer order number (required)                         |
 | patient_mrn           | PID-3.1 first identifier (required)                            |
 | pump_serial           | OBX-18 of the pump OBX (OBX-3 an MDC_DEV_PUMP_INFUS_* term):   |
-|                       | EI-1, else EI-3 (universal ID), as in the TF example           |
+|                       | EI-1, else EI-3 (universal ID), as in the TF example; the pump |
+|                       | OBX is required ("must always be present", TF-2 3.3.4.4.9)     |
 | channel               | the pump OBX's OBX-4 ``1.<channel>...`` when sent, else None   |
 | drug_code / drug_name | RXG-4.1 / RXG-4.2 give code (one of them required)             |
 | concentration         | RXG-17 + RXG-18 strength / RXG-23 + RXG-24 volume, e.g.        |
@@ -286,6 +287,14 @@ def parse_rgv_o15(msg: Any) -> OrderRequest:
                 raise HL7ParseError("OBX-5", obx_dose, f"disagrees with the RXG dose {dose}")
             dose = obx_dose
 
+    if pump_serial is None:
+        raise HL7ParseError(
+            "OBX",
+            "",
+            "the order must name its pump: one OBX with OBX-3 69986^MDC_DEV_PUMP_INFUS_VMD^MDC "
+            "and the pump in OBX-18 (IHE PCD TF-2 3.3.4.4.9)",
+            SEGMENT_SEQUENCE_ERROR,
+        )
     msh = msg[0]
     return OrderRequest(
         source="hl7",
