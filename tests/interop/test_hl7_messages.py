@@ -375,6 +375,7 @@ def test_rgv_o15_maps_every_order_field() -> None:
         ("|0.1|", "|0,1|", "RXG-15", 102),
         ("|50||mL^mL^UCUM|", "|50||L^L^UCUM|", "RXG-7", 102),
         ("|72.5|kg^kg^UCUM", "|160|[lb_av]^[lb_av]^UCUM", "OBX-6", 102),
+        ("|72.5|kg^kg^UCUM", "|72500|263872^MDC_DIM_X_G^MDC^lb^lb^UCUM", "OBX-6", 102),
         ("|72.5|", "|heavy|", "OBX-5", 102),
         ("|||||||OI-SYR-0007\r", "\r", "OBX-18", 101),
         ("|4|mg^mg^UCUM|", "|||", "RXG-17", 101),
@@ -397,6 +398,11 @@ def test_rgv_o15_errors_name_the_hl7_field(old: str, new: str, field: str, code:
     assert (info.value.field, info.value.code) == (field, code), str(info.value)
 
 
+def test_rgv_o15_weight_in_grams_is_converted_exactly() -> None:
+    grams = RGV.replace("|72.5|kg^kg^UCUM", "|72500|263872^MDC_DIM_X_G^MDC")
+    assert parse_rgv_o15(parse_message(grams)).patient_weight_kg == 72.5
+
+
 def test_rgv_o15_rate_order_and_disagreeing_obx() -> None:
     rate = RGV.replace("|0.1|ug/kg/min^ug/kg/min^UCUM|", "|12.5|mL/h^mL/h^UCUM|")
     assert parse_rgv_o15(parse_message(rate)).rate_ml_h == 12.5
@@ -416,7 +422,7 @@ def test_rrg_o16_reject_names_the_field_and_echoes_the_order() -> None:
     assert field_text(reply, segments(reply, "MSA")[0], 2) == "ORD-MSG-1"
     assert field_text(reply, segments(reply, "ORC")[0], 1) == "UA"
     assert field_text(reply, segments(reply, "ORC")[0], 2) == "ORD-2001"
-    assert field_text(reply, segments(reply, "RXG")[0], 4, 2) == "Noradrenaline"
+    assert not segments(reply, "RXG")  # usage X in TF-2 table 3.3.5-1
     assert field_text(reply, segments(reply, "ERR")[0], 2, 1) == "RXG"
     accepted = parse_message(build_rrg_o16(msg, accepted=True, now=NOW, control_id="RRG-2"))
     assert field_text(accepted, segments(accepted, "MSA")[0], 1) == "AA"
@@ -434,11 +440,11 @@ def test_rrg_o16_reject_names_the_field_and_echoes_the_order() -> None:
 
 
 def test_rrg_o16_echo_is_re_encoded_from_other_delimiters() -> None:
-    odd = RGV.replace("|", "#").replace("^", "*").replace("MSH#*~\\&#", "MSH#*~\\&#")
-    odd = odd.replace("Noradrenaline", "Nor|adrenaline")
+    odd = RGV.replace("|", "#").replace("^", "*").replace("Nightingale", "Night|ingale")
     msg = parse_message(odd)
     reply = parse_message(build_rrg_o16(msg, accepted=True, now=NOW, control_id="R"))
-    assert field_text(reply, segments(reply, "RXG")[0], 4, 2) == "Nor|adrenaline"
+    assert field_text(reply, segments(reply, "PID")[0], 5, 1) == "Night|ingale"
+    assert field_text(reply, segments(reply, "ORC")[0], 12, 2) == "House"
 
 
 def test_rrg_o16_refusal_needs_a_reason() -> None:

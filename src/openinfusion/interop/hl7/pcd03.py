@@ -18,7 +18,8 @@ Field mapping (IHE PCD TF-2 Rev 8 section 3.3.4.4; example E.2.3) to
 |                       | ``10 mcg/kg/min``; or the OBX MDC_RATE_DOSE row                |
 | rate_ml_h             | RXG-15 when RXG-16 is mL/h; or the OBX MDC_FLOW_FLUID_PUMP row |
 | vtbi_ml               | RXG-5 with RXG-7 mL; or the OBX MDC_VOL_FLUID_TBI row          |
-| patient_weight_kg     | OBX MDC_ATTR_PT_WEIGHT (68063) in kg (other units refused)     |
+| patient_weight_kg     | OBX MDC_ATTR_PT_WEIGHT (68063) in kg or g, the two units the   |
+|                       | TF allows (lb and anything else refused)                       |
 | ordered_by            | ORC-12.1 ordering provider                                     |
 | message_control_id... | MSH-10, MSH-3.1, MSH-4.1                                       |
 
@@ -68,7 +69,7 @@ PCD03_PROFILE: Final = ("IHE_PCD_PIV_001", "IHE PCD", "1.3.6.1.4.1.19376.1.6.1.3
 
 _ML_PER_H_NAMES: Final = frozenset({"mL/h", "ml/h", "mL/hr", "ml/hr"})
 _ML_NAMES: Final = frozenset({"mL", "ml"})
-_KG_NAMES: Final = frozenset({"kg"})
+_WEIGHT_UNITS: Final = {"kg": 1.0, "g": 1000.0}  # unit -> per kg
 _BY_MDC_UNIT: Final = {
     mdc.DIM_ML.code: "mL",
     mdc.DIM_ML_PER_H.code: "mL/h",
@@ -90,22 +91,29 @@ def _pump_unit(ucum: str) -> str:
 
 
 def _unit(msg: Any, seg: Any, number: int, name: str) -> str:
-    """The unit a CWE unit field names: its UCUM triple, else a known MDC_DIM code."""
+    """The unit a CWE unit field names: its UCUM triple and/or a known MDC_DIM code.
+
+    When both triples name a unit they must agree (case aside: ``mL/h`` and ``ml/h``),
+    otherwise the field is refused rather than one reading chosen.
+    """
+    found: list[str] = []
     for first in (1, 4):
         code = field_text(msg, seg, number, first)
         text = field_text(msg, seg, number, first + 1)
-        system = field_text(msg, seg, number, first + 2)
-        if system.upper() == "UCUM":
+        system = field_text(msg, seg, number, first + 2).upper()
+        if system == "UCUM":
             unit = code if code and not (code.isascii() and code.isdigit()) else text
             if not unit or not _UNIT_TEXT.match(unit):
                 raise HL7ParseError(name, unit, "UCUM unit text expected (e.g. mL/h, ug/kg/min)")
-            return _pump_unit(unit)
-        if (
-            system.upper() == "MDC"
-            and (code.isascii() and code.isdigit())
-            and int(code) in _BY_MDC_UNIT
-        ):
-            return _BY_MDC_UNIT[int(code)]
+            found.append(_pump_unit(unit))
+        elif system == "MDC" and code.isascii() and code.isdigit() and int(code) in _BY_MDC_UNIT:
+            found.append(_BY_MDC_UNIT[int(code)])
+    if found:
+        if len({u.lower() for u in found}) > 1:
+            raise HL7ParseError(
+                name, " / ".join(found), "the two units of this field disagree", DATA_TYPE_ERROR
+            )
+        return found[0]
     raw = field_text(msg, seg, number, 1)
     if not raw:
         return ""
@@ -269,9 +277,11 @@ def parse_rgv_o15(msg: Any) -> OrderRequest:
         value_text = field_text(msg, obx, 5, 1)
         if code == str(mdc.PATIENT_WEIGHT.code):
             unit = _unit(msg, obx, 6, "OBX-6")
-            if unit not in _KG_NAMES:
-                raise HL7ParseError("OBX-6", unit, "patient weight must be sent in kg")
-            weight = parse_nm(value_text, "OBX-5")
+            if unit not in _WEIGHT_UNITS:
+                raise HL7ParseError(
+                    "OBX-6", unit, "patient weight must be sent in kg or g (TF-2 3.3.4.4.9)"
+                )
+            weight = parse_nm(value_text, "OBX-5") / _WEIGHT_UNITS[unit]
         elif code == str(mdc.VTBI.code):
             if _unit(msg, obx, 6, "OBX-6") not in _ML_NAMES:
                 raise HL7ParseError("OBX-6", field_text(msg, obx, 6, 1), "VTBI must be in mL")
@@ -356,8 +366,10 @@ def build_rrg_o16(
 
     MSA-1 is AA when ``accepted``; otherwise AR when any issue is a message-level refusal
     (table 0357 code 200 and above, as the TF's "unable to match medication" example),
-    else AE. One ERR per issue. PID, ORC (ORC-1 ``OK`` accepted / ``UA`` unable to
-    accept), RXG and RXR of the order are echoed, re-encoded with the default delimiters.
+    else AE. One ERR per issue. The RESPONSE group carries what TF-2 table 3.3.5-1 allows
+    (usage O): the order's PID and its ORC, ORC-1 ``OK`` (accepted) or ``UA`` (unable to
+    accept), re-encoded with the default delimiters. RXG, RXR and TQ1 are usage X there
+    and are not echoed.
     """
     if accepted:
         ack = "AA"
@@ -395,9 +407,6 @@ def build_rrg_o16(
             orc.append("")
         orc[1] = "OK" if accepted else "UA"
         lines.append("|".join(orc))
-        for seg_id in ("RXG", "RXR"):
-            for seg in segments(msg, seg_id):
-                lines.append(reencode_segment(seg, enc, codec))
     return b.message(lines)
 
 
