@@ -141,3 +141,37 @@ def test_unsupported_or_malformed_escapes_are_refused(text: str) -> None:
     with pytest.raises(HL7ParseError) as info:
         unescape(text, field="OBX-5")
     assert info.value.field == "OBX-5"
+
+
+def test_require_version_reports_203_for_other_versions() -> None:
+    from openinfusion.interop.hl7.parse import require_version
+
+    assert require_version(parse_message(CANON)) == "2.6"
+    with pytest.raises(HL7ParseError) as info:
+        require_version(parse_message(CANON.replace("|2.6\r", "|2.8\r")))
+    assert (info.value.field, info.value.code, info.value.value) == ("MSH-12", 203, "2.8")
+
+
+def test_a_message_near_the_size_limit_is_judged_quickly() -> None:
+    """About 1 MB of OBX rows (the default limit) parses, and explains, within seconds."""
+    import time
+
+    from openinfusion.interop.hl7 import render_text
+
+    label = "Noradrenaline 4 mg/50 mL in glucose 5 % \\T\\ saline, second line " * 4
+    row = (
+        "OBX|{n}|ST|184514^MDC_DRUG_NAME_LABEL^MDC|1.1.2.2|" + label + "||||||R\r"
+        "OBX|{n}|NM|157784^MDC_FLOW_FLUID_PUMP^MDC|1.1.2.3|12.5|mL/h^mL/h^UCUM|||||R\r"
+    )
+    rows = "".join(row.format(n=n) for n in range(1, 2_450))
+    text = HEADER + "\r" + rows
+    assert 900_000 < len(text) < 1_048_576
+    started = time.perf_counter()
+    msg = parse_message(text.encode())
+    parsed = time.perf_counter() - started
+    render_text(msg)
+    assert parsed < 5.0
+    assert time.perf_counter() - started < 30.0
+    with pytest.raises(HL7ParseError) as info:
+        parse_message((text + rows[:200_000]).encode())
+    assert info.value.code == 104

@@ -39,6 +39,7 @@ from openinfusion.interop.hl7.errors import (
     REQUIRED_FIELD_MISSING,
     SEGMENT_SEQUENCE_ERROR,
     TABLE_VALUE_NOT_FOUND,
+    UNSUPPORTED_VERSION_ID,
     VALUE_TOO_LONG,
     HL7ParseError,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "field_text",
     "parse_message",
     "raw_field",
+    "require_version",
     "segments",
     "unescape",
     "version",
@@ -570,6 +572,23 @@ def control_id(msg: Any) -> str:
 def version(msg: Any) -> str:
     """MSH-12 version ID (first component), e.g. ``2.6``."""
     return field_text(msg, msg[0], 12)
+
+
+# IHE PCD TF-2 messages are v2.6; the PCD-03 examples of TF-2 E.2.3 are still v2.5.
+SUPPORTED_VERSIONS: Final = ("2.5", "2.5.1", "2.6")
+
+
+def require_version(msg: Any, supported: tuple[str, ...] = SUPPORTED_VERSIONS) -> str:
+    """MSH-12, or :class:`HL7ParseError` 203 (unsupported version id) when not supported."""
+    found = version(msg)
+    if found not in supported:
+        raise HL7ParseError(
+            "MSH-12",
+            found,
+            f"version not supported: one of {', '.join(supported)}",
+            UNSUPPORTED_VERSION_ID,
+        )
+    return found
 
 
 __all__ += ["message_type"]
