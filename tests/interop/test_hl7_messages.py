@@ -493,3 +493,74 @@ def test_patient_without_names_round_trips() -> None:
     obs = observation(patient=PatientRef("M-1"))
     report = read_oru_r01(parse_message(build_oru_r01(obs, control_id="C", now=NOW)))
     assert report.patient == PatientRef("M-1")
+
+
+alarm_codes = st.sampled_from(
+    [
+        "occlusion_downstream",
+        "air_in_line",
+        "door_open",
+        "syringe_disengaged",
+        "battery_low",
+        "vtbi_complete",
+        "pca_paused",
+        "not_a_registered_code",
+    ]
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    code=alarm_codes,
+    priority=st.sampled_from(["high", "medium", "low"]),
+    channel=st.none() | st.integers(1, 4),
+    message=st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60),
+    counter=st.integers(0, 50),
+)
+def test_every_alarm_state_reads_back_consistently(
+    code: str, priority: str, channel: int | None, message: str, counter: int
+) -> None:
+    """One alert, reported active, acknowledged and cleared: the same OBR-29 alert id, a
+    distinct OBR-3 per indication, phase/state/inactivation as ACM defines them, the
+    priority flag, and the pump's text intact."""
+    ids = set()
+    indications = set()
+    for step, (state, phase, alarm_state) in enumerate(
+        (
+            ("active", "start" if counter == 0 else "continue", "active"),
+            ("acknowledged", "continue", "active"),
+            ("cleared", "end", "inactive"),
+        )
+    ):
+        report = alarm(code=code, priority=priority, channel=channel, message=message, state=state)
+        msg = parse_message(
+            build_oru_r40(report, control_id="P", now=NOW, update_counter=counter + step)
+        )
+        obr = segments(msg, "OBR")[0]
+        ids.add(field_text(msg, obr, 29, 2, sub=1))
+        indications.add(field_text(msg, obr, 3))
+        facets = {field_text(msg, o, 3, 2): o for o in segments(msg, "OBX")}
+        assert field_text(msg, facets["MDC_ATTR_EVENT_PHASE"], 5) == phase
+        assert field_text(msg, facets["MDC_ATTR_ALARM_STATE"], 5) == alarm_state
+        first = facets["MDC_EVT_ALARM"]
+        assert (
+            field_text(msg, first, 8, rep=1)
+            == {"high": "PH", "medium": "PM", "low": "PL"}[priority]
+        )
+        assert field_text(msg, first, 5, 9) == message
+        assert field_text(msg, first, 4).startswith(f"1.{channel or 0}.0.0.")
+    assert len(ids) == 1
+    assert len(indications) == 3
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rate=st.none() | finite,
+    drug=st.none() | words,
+    family=st.text(max_size=20),
+)
+def test_generated_oru_r01_stays_valid_for_hl7apy(
+    rate: float | None, drug: str | None, family: str
+) -> None:
+    obs = observation(rate_ml_h=rate, drug=drug, patient=replace(PATIENT, family_name=family))
+    assert strict(build_oru_r01(obs, control_id="V", now=NOW)) == "ORU_R01"
