@@ -21,12 +21,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from openinfusion.interop.hl7 import HL7ParseError, parse_message, render_text
+from openinfusion.interop.hl7 import (
+    HL7ParseError,
+    build_ack,
+    build_reject_for_raw,
+    build_rrg_o16,
+    parse_message,
+    render_text,
+)
 from openinfusion.interop.hl7.adt import parse_adt_a40
 from openinfusion.interop.hl7.pcd01 import read_oru_r01
 from openinfusion.interop.hl7.pcd03 import parse_rgv_o15
 from openinfusion.interop.hl7.pcd04 import parse_alert_ack
-from tests.interop._hl7_support import CORPUS
+from tests.interop._hl7_support import CORPUS, NOW
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = Path(__file__).with_name("fuzz_hl7.py")
@@ -36,13 +43,20 @@ READERS = (parse_rgv_o15, parse_adt_a40, parse_alert_ack, read_oru_r01)
 
 
 def judge(raw: bytes | str) -> None:
-    """Parse, then read with every reader and explain: only HL7ParseError may escape."""
+    """Parse, then read with every reader and explain: only HL7ParseError may escape; and
+    the reply this system would send (ACK / RRG^O16, or the AR for unreadable input)
+    parses itself."""
     started = time.perf_counter()
+    issue = HL7ParseError("RXG-4", "x", "refused for the test", 207)
     try:
         msg = parse_message(raw)
     except HL7ParseError as exc:
         assert exc.field and exc.rule and isinstance(exc.code, int)
+        data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+        parse_message(build_reject_for_raw(data, exc, now=NOW, control_id="R"))
     else:
+        parse_message(build_ack(msg, "AE", errors=[issue], now=NOW, control_id="A"))
+        parse_message(build_rrg_o16(msg, accepted=False, errors=[issue], now=NOW, control_id="B"))
         str(msg)
         render_text(msg)
         for reader in READERS:
