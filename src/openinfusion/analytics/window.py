@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from openinfusion.errors import InputError
 
@@ -61,9 +61,4 @@ def window_end(window: ReportWindow, now: datetime) -> datetime:
     return min(window.until, now) if window.until is not None else now
 
 
-def whole_days(start: datetime, end: datetime) -> float:
-    """Length of [start, end) in days."""
-    return max(0.0, (end - start) / timedelta(days=1))
-
-
-__all__ = ["ReportWindow", "parse_instant", "parse_window", "whole_days", "window_end"]
+__all__ = ["ReportWindow", "parse_instant", "parse_window", "window_end"]
