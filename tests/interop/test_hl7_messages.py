@@ -299,6 +299,12 @@ def test_ack_names_every_error_and_is_valid_v26() -> None:
     reply = parse_message(text)
     assert field_text(reply, reply[0], 9) == "ACK"
     assert field_text(reply, reply[0], 9, 2) == "O15"
+    # MSH-5 answers the sender's whole HD (namespace, EUI-64, type), as in TF-2 E.2.3
+    assert [field_text(reply, reply[0], 5, i) for i in (1, 2, 3)] == [
+        "IOPVENDOR",
+        "1234560000000001",
+        "EUI-64",
+    ]
     assert field_text(reply, segments(reply, "MSA")[0], 2) == "1"
     errs = segments(reply, "ERR")
     assert [field_text(reply, e, 3, 1) for e in errs] == ["207", "101"]

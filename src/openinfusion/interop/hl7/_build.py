@@ -64,12 +64,19 @@ def segment(seg_id: str, *fields: FieldValue) -> str:
     return "|".join([seg_id, *items])
 
 
+def _hd(value: str | Composite) -> FieldValue:
+    """An HD field: a namespace ID alone, or (namespace, universal ID, universal ID type)."""
+    if isinstance(value, tuple):
+        return value if any(value) else None
+    return comp(value) if value else None
+
+
 def msh(
     *,
     sending_app: str,
     sending_facility: str,
-    receiving_app: str,
-    receiving_facility: str,
+    receiving_app: str | Composite,
+    receiving_facility: str | Composite,
     now: datetime,
     message_type: tuple[str, str, str],
     control_id: str,
@@ -82,8 +89,8 @@ def msh(
     fields: list[FieldValue] = [
         comp(sending_app) if sending_app else None,  # MSH-3
         comp(sending_facility) if sending_facility else None,  # MSH-4
-        comp(receiving_app) if receiving_app else None,  # MSH-5
-        comp(receiving_facility) if receiving_facility else None,  # MSH-6
+        _hd(receiving_app),  # MSH-5
+        _hd(receiving_facility),  # MSH-6
         ts(now),  # MSH-7
         None,  # MSH-8
         comp(*message_type),  # MSH-9

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from openinfusion.interop.hl7 import _build as b
 from openinfusion.interop.hl7.errors import ERROR_TEXT, FieldIssue, HL7ParseError, issue_code
-from openinfusion.interop.hl7.parse import field_text
+from openinfusion.interop.hl7.parse import field_text, hd
 
 AckCode = Literal["AA", "AE", "AR"]
 _LOCATION = re.compile(r"([A-Z][A-Z0-9]{2})(?:-([0-9]+)(?:\.([0-9]+))?)?\Z")
@@ -55,8 +55,8 @@ def _reply_header(
     return b.msh(
         sending_app=sending_app,
         sending_facility=sending_facility,
-        receiving_app=field_text(msg, msh, 3),
-        receiving_facility=field_text(msg, msh, 4),
+        receiving_app=hd(msg, msh, 3),
+        receiving_facility=hd(msg, msh, 4),
         now=now,
         message_type=structure,
         control_id=control_id,

@@ -53,6 +53,7 @@ __all__ = [
     "encoding_of",
     "escape",
     "field_text",
+    "hd",
     "parse_message",
     "raw_field",
     "require_version",
@@ -546,6 +547,15 @@ def field_text(
         unescaped=True,
         codec=charset(msg),
         field=name,
+    )
+
+
+def hd(msg: Any, segment: Any, number: int) -> tuple[str, str, str]:
+    """An HD field decoded: (namespace ID, universal ID, universal ID type)."""
+    return (
+        field_text(msg, segment, number, 1),
+        field_text(msg, segment, number, 2),
+        field_text(msg, segment, number, 3),
     )
 
 

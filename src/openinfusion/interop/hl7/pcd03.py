@@ -58,6 +58,7 @@ from openinfusion.interop.hl7.parse import (
     encoding_of,
     escape,
     field_text,
+    hd,
     message_type,
     segments,
     unescape,
@@ -384,8 +385,8 @@ def build_rrg_o16(
         b.msh(
             sending_app=sending_app,
             sending_facility=sending_facility,
-            receiving_app=field_text(msg, msh, 3),
-            receiving_facility=field_text(msg, msh, 4),
+            receiving_app=hd(msg, msh, 3),
+            receiving_facility=hd(msg, msh, 4),
             now=now,
             message_type=("RRG", "O16", "RRG_O16"),
             control_id=control_id,
