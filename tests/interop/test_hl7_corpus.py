@@ -138,3 +138,15 @@ def test_explain_decodes_escapes_and_names_our_own_rows() -> None:
     assert rate[0].meaning == "MDC_FLOW_FLUID_PUMP (157784): rate (programmed)"
     units = [f for f in fields if f.location == "OBX-6" and "265266" in f.raw]
     assert "MDC_DIM_MILLI_L_PER_HR (265266): mL/h" in units[0].meaning
+
+
+def test_explain_reads_messages_with_other_delimiters() -> None:
+    text = (
+        "MSH#*@!%#EHR#HOSP###20260301083000+0000##ORU*R01*ORU_R01#C-9#P#2.6\r"
+        "OBX#1#NM#157784*MDC_FLOW_FLUID_PUMP*MDC#1.1.2.3#12.5#mL/h*mL/h*UCUM#####R\r"
+        "NTE#1##rate !F! dose!S!check\r"
+    )
+    fields = {f.location: f for f in explain(parse_message(text))}
+    assert fields["MSH-2"].text == "*@!%"
+    assert fields["OBX-3"].meaning == "MDC_FLOW_FLUID_PUMP (157784): rate (programmed)"
+    assert fields["NTE-3"].text == "rate # dose*check"
