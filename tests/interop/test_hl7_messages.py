@@ -379,6 +379,7 @@ def test_rgv_o15_maps_every_order_field() -> None:
         ("|NOR4^Noradrenaline|", "||", "RXG-4", 101),
         ("|0.1|ug/kg/min^ug/kg/min^UCUM|", "|0.1||", "RXG-16", 101),
         ("|0.1|", "|0,1|", "RXG-15", 102),
+        ("|0.1|ug/kg/min^ug/kg/min^UCUM|", "|2|mL/min^mL/min^UCUM|", "RXG-16", 102),
         ("|50||mL^mL^UCUM|", "|50||L^L^UCUM|", "RXG-7", 102),
         ("|72.5|kg^kg^UCUM", "|160|[lb_av]^[lb_av]^UCUM", "OBX-6", 102),
         ("|72.5|kg^kg^UCUM", "|72500|263872^MDC_DIM_X_G^MDC^lb^lb^UCUM", "OBX-6", 102),

@@ -82,6 +82,7 @@ _BY_MDC_UNIT: Final = {
     mdc.DIM_MIN.code: "min",
     **{u.mdc.code: pump for pump, u in mdc.DOSE_UNITS.items() if u.mdc is not None},
 }
+_VOLUME_RATE = re.compile(r"(?i)[mu]?l/(?:min|h|hr|d|s)\Z")
 _UNIT_TEXT = re.compile(r"[A-Za-z0-9\[\]/.%{}*_-]+\Z")
 
 
@@ -224,6 +225,10 @@ def parse_rgv_o15(msg: Any) -> OrderRequest:
             )
         if unit in _ML_PER_H_NAMES:
             rate_ml_h = rate_value
+        elif _VOLUME_RATE.match(unit):
+            raise HL7ParseError(
+                "RXG-16", unit, "a volume rate must be given in mL/h (not converted here)"
+            )
         else:
             dose = f"{_text(rate_value)} {unit}"
 
