@@ -571,3 +571,27 @@ def test_generated_oru_r01_stays_valid_for_hl7apy(
 ) -> None:
     obs = observation(rate_ml_h=rate, drug=drug, patient=replace(PATIENT, family_name=family))
     assert strict(build_oru_r01(obs, control_id="V", now=NOW)) == "ORU_R01"
+
+
+def test_birth_date_is_the_day_written_with_or_without_a_zone() -> None:
+    from datetime import date
+
+    for pid7 in ("19600512", "196005120000", "19600512235959", "19600512235959-1100"):
+        text = A40.replace(
+            "PID|||MRN-NEW^^^HOSP^MR||Nightingale^Florence", f"PID|||M^^^H^MR||N^F||{pid7}"
+        )
+        order_patient = read_oru_patient(text)
+        assert order_patient.birth_date == date(1960, 5, 12), pid7
+    with pytest.raises(HL7ParseError) as info:
+        read_oru_patient(
+            A40.replace("PID|||MRN-NEW^^^HOSP^MR||Nightingale^Florence", "PID|||M||N||19600231")
+        )
+    assert info.value.field == "PID-7"
+
+
+def read_oru_patient(text: str) -> PatientRef:
+    from openinfusion.interop.hl7._patient import read_patient
+
+    patient = read_patient(parse_message(text))
+    assert patient is not None
+    return patient

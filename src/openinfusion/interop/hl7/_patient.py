@@ -67,7 +67,7 @@ def read_patient(msg: Any, *, required: bool = True) -> PatientRef | None:
         mrn=mrn,
         family_name=field_text(msg, pid, 5, 1),
         given_name=field_text(msg, pid, 5, 2),
-        birth_date=parse_date(birth, "PID-7").date() if birth else None,
+        birth_date=parse_date(birth, "PID-7") if birth else None,
         sex=SEX_NAMES.get(sex_code, "unknown") if sex_code else "",
     )
 

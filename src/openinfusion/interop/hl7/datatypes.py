@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from openinfusion.interop.hl7.errors import HL7ParseError
 
@@ -64,6 +64,16 @@ def parse_dtm(text: str, field: str) -> datetime:
     return moment
 
 
-def parse_date(text: str, field: str) -> datetime:
-    """A date (DT or DTM to the day); the time part, if any, must be valid too."""
-    return parse_dtm(text, field)
+def parse_date(text: str, field: str) -> date:
+    """The calendar date a DT or DTM names, as written (a birth date: no zone shift).
+
+    A time part, if present, must be well formed but needs no UTC offset: the day of
+    birth does not depend on it.
+    """
+    m = _DTM.match(text.strip())
+    if not m or m["mo"] is None or m["d"] is None:
+        raise HL7ParseError(field, text, "must be an HL7 date YYYYMMDD[HHMM[SS]][+ZZZZ]")
+    try:
+        return date(int(m["y"]), int(m["mo"]), int(m["d"]))
+    except ValueError as exc:
+        raise HL7ParseError(field, text, f"not a real date ({exc})") from None
