@@ -417,8 +417,8 @@ def parse_message(
     ``max_bytes`` caps the input size (UTF-8 bytes for text) and ``max_segments`` the
     number of segments (both 104). MSH-9 (code and trigger), MSH-10 and MSH-12 are required
     (101): without them no acknowledgement can be built. The one exception is the trigger
-    of an ACK, which is empty when it answers input whose own MSH-9 could not be read. Raises :class:`HL7ParseError` and
-    nothing else.
+    of an ACK, which is empty when it answers input whose own MSH-9 could not be read.
+    Raises :class:`HL7ParseError` and nothing else.
     """
     if isinstance(raw, bytes | bytearray | memoryview):
         data = bytes(raw)
