@@ -43,6 +43,11 @@ ON_CHANNEL = frozenset({"unconfirmed", "pre-populated", "confirmed", "running"})
 TERMINAL = frozenset({"completed", "stopped", "rejected", "expired"})
 #: After the deadline a pump refuses the command even by its wall clock, allowing this skew.
 DEADLINE_GRACE_S = 120.0
+# Pump sequence numbers after the first result that can still hold this command's later
+# results: a pump numbers a status every few seconds plus its events, and a pre-populated
+# change lives at most 60 s on the pump; this is hours of a busy pump's numbering.
+RESULT_SEQ_SPAN = 20_000
+RESULT_SEQ_BACK = 1_000
 _COMPLETED = frozenset({"complete", "completed", "infusion_completed", "vtbi_complete"})
 
 
@@ -54,12 +59,20 @@ class LiveStatus:
 
 
 def _results(session: Session, command: Command) -> list[tuple[PumpMessage, dict[str, Any]]]:
+    """The pump's results for ``command``, in its sequence order. The first one is where the
+    server recorded it (``Command.result_seq``); the later ones (bedside confirmation, expiry)
+    were numbered by the pump within the command's life after it, so a bounded range of the
+    pump's sequence numbers holds them all (a range of the (pump, seq) unique index)."""
+    if command.result_seq is None:
+        return []
     rows = session.scalars(
         select(PumpMessage)
         .where(
             PumpMessage.pump_id == command.pump_id,
+            # a result stored late (filling a gap) may precede the one recorded first
+            PumpMessage.seq >= command.result_seq - RESULT_SEQ_BACK,
+            PumpMessage.seq < command.result_seq + RESULT_SEQ_SPAN,
             PumpMessage.type == "command_result",
-            PumpMessage.received_at >= command.issued_at - timedelta(seconds=DEADLINE_GRACE_S),
         )
         .order_by(PumpMessage.seq)
         .limit(500)
