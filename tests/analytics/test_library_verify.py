@@ -61,12 +61,12 @@ def _entry(report: Any, drug: str) -> Any:
 
 
 def test_usual_vancomycin_limits_pass_and_a_tenfold_hard_max_is_flagged() -> None:
-    usual = _vancomycin({"soft_min": 500, "soft_max": 1000, "hard_max": 1500})
+    usual = _vancomycin({"soft_min": 500, "soft_max": 750, "hard_max": 1500})
     report = verify_library(_library(usual), patients=N, seed=3)
     vanc = _entry(report, "vancomycin")
     assert vanc.verdict == OK, vanc.reason
     assert [x.bound for x in vanc.limits] == ["soft_min", "soft_max", "hard_max"]
-    too_high = _vancomycin({"soft_min": 500, "soft_max": 1000, "hard_max": 10000})
+    too_high = _vancomycin({"soft_min": 500, "soft_max": 750, "hard_max": 10000})
     flagged = _entry(verify_library(_library(too_high), patients=N, seed=3), "vancomycin")
     assert flagged.verdict == HARD
     hard = flagged.limits[-1]

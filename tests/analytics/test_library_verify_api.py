@@ -35,7 +35,7 @@ def _data(hard_max: float = 1500) -> dict[str, Any]:
     data = mini_data()
     data["entries"][1]["limits"]["dose"] = {"soft_max": 12, "hard_max": 20}  # heparin
     vanc = data["entries"][2]
-    vanc["limits"]["dose"] = {"soft_min": 500, "soft_max": 1000, "hard_max": hard_max}
+    vanc["limits"]["dose"] = {"soft_min": 500, "soft_max": 750, "hard_max": hard_max}
     return data
 
 

@@ -423,7 +423,7 @@ def _verify_insulin(
     for (bound, value), out in zip(limits, outcomes, strict=True):
         hard = policy.is_hard(bound)
         over = out.level2 if hard else out.hypo
-        in_range = np.asarray(out.tir > glu.TIR_MIN_PERCENT)
+        to_range = glu.minutes_to_range(out)
         threshold = policy.share(bound)
         share_over = float(np.count_nonzero(over)) / n
         above = float(np.count_nonzero(out.hypo)) / n
@@ -444,8 +444,8 @@ def _verify_insulin(
                 share_over_ceiling=share_over,
                 threshold=threshold,
                 flagged=share_over > threshold,
-                time_to_window_min=0.0 if np.any(in_range) else None,
-                share_reaching_window=float(np.count_nonzero(in_range)) / n,
+                time_to_window_min=_median(to_range),
+                share_reaching_window=float(np.count_nonzero(np.isfinite(to_range))) / n,
                 time_above_window_min=_median(glu.minutes_to_hypo(out)),
             )
         )

@@ -22,7 +22,7 @@ from openinfusion.errors import InputError
 from openinfusion.library.schema import Population
 from openinfusion.physiology.glucose import GlucoseParameters, GlucosePatients, simulate
 from openinfusion.physiology.glucose import subject_names as _subject_names
-from openinfusion.sim.metrics import LOW, time_in_ranges
+from openinfusion.sim.metrics import HIGH, LOW, time_in_ranges
 from openinfusion.units import Basis, Dimension, parse_dose_unit
 
 Array = NDArray[np.float64]
@@ -101,6 +101,13 @@ def simulate_limits(
     return out
 
 
+def minutes_to_range(outcome: GlucoseOutcome) -> Array:
+    """Per subject, minutes until BG is first within 70-180 mg/dL; NaN if never."""
+    bg = outcome.bg_mg_dl
+    inside = (bg >= LOW) & (bg <= HIGH)
+    return np.where(inside.any(axis=1), inside.argmax(axis=1).astype(np.float64), np.nan)
+
+
 def minutes_to_hypo(outcome: GlucoseOutcome) -> Array:
     """Per subject, minutes until BG first falls below 70 mg/dL; NaN if it never does."""
     low = outcome.bg_mg_dl < LOW
@@ -112,6 +119,7 @@ __all__ = [
     "GlucoseOutcome",
     "insulin_u_per_min",
     "minutes_to_hypo",
+    "minutes_to_range",
     "simulate_limits",
     "subjects_for",
 ]

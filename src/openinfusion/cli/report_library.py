@@ -75,8 +75,22 @@ def register(app: typer.Typer) -> None:
 
         if fmt not in FORMATS:
             raise InputError("--format", fmt, "must be json, html or png")
+        from rich.progress import Progress
+
         lib = _library(library, version, db, data_dir)
-        report = verify_library(lib, care_area=care_area, patients=patients, seed=seed)
+        total = len(lib.entries_for(care_area)) if care_area else len(lib.entries)
+        # A bar on the terminal's stderr only: stdout carries the report.
+        with Progress(
+            transient=True, disable=not err_console.is_terminal, console=err_console
+        ) as bar:
+            task = bar.add_task("verifying entries", total=total)
+            report = verify_library(
+                lib,
+                care_area=care_area,
+                patients=patients,
+                seed=seed,
+                progress=lambda n: bar.advance(task, n),
+            )
         if fmt == "json":
             text = json.dumps(report.as_dict(), indent=2, ensure_ascii=False, allow_nan=False)
             _write((text + "\n").encode(), out, binary=False)
