@@ -596,3 +596,24 @@ def test_property_observation_subject_is_who_the_channel_infused_then(
         assert {int(o["id"].rsplit("-", 1)[-1]) for o in mine} == {
             s for s, p in expected.items() if p == pid
         }
+
+
+def test_only_json_is_served_and_a_failure_is_an_operation_outcome(
+    fenv: OrderEnv, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    made = fenv.patient()
+    path, nurse = f"/fhir/Patient/{made['id']}", fenv.h[Role.NURSE]
+    xml_only = fenv.client.get(path, headers={**nurse, "Accept": "application/fhir+xml"})
+    assert outcome(xml_only, 406)[0]["code"] == "not-supported"
+    either = {**nurse, "Accept": "application/fhir+xml;q=0.9, application/fhir+json"}
+    assert parsed(fenv.client.get(path, headers=either))["id"] == str(made["id"])
+
+    def broken(_patient: Any) -> dict[str, Any]:
+        raise RuntimeError("simulated fault while building the resource")
+
+    monkeypatch.setattr("openinfusion.interop.fhir.resources.fhir_patient", broken)
+    with caplog.at_level("ERROR", logger="openinfusion.interop.fhir.api"):
+        failed = fenv.client.get(path, headers=nurse)
+    assert outcome(failed, 500)[0]["code"] == "exception"
+    assert "simulated fault" not in failed.text  # no internals in the answer
+    assert any("FHIR request GET" in r.getMessage() for r in caplog.records)

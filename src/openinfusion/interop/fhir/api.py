@@ -9,15 +9,21 @@ server's error face for this prefix, registered here).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
+from openinfusion.errors import InputError
 from openinfusion.interop.fhir import reads, resources
 from openinfusion.interop.fhir.capability import capability_statement, search_params
 from openinfusion.interop.fhir.codes import (
@@ -37,7 +43,7 @@ from openinfusion.interop.fhir.ids import (
 )
 from openinfusion.interop.fhir.jsonbody import parse_json
 from openinfusion.interop.fhir.orderin import Mapped, to_order, validate_model
-from openinfusion.interop.fhir.outcome import FACE, FHIR_JSON, FhirError, Issue, fail
+from openinfusion.interop.fhir.outcome import FACE, FHIR_JSON, FhirError, Issue, fail, outcome
 from openinfusion.interop.fhir.search import (
     DateBound,
     Paging,
@@ -53,12 +59,44 @@ from openinfusion.interop.order_tables import InfusionOrder
 from openinfusion.interop.orders import submit_order
 from openinfusion.interop.orders_status import live_status
 from openinfusion.server.api.deps import Principal, get_ctx, require
-from openinfusion.server.api.errors import register_face
+from openinfusion.server.api.errors import ApiError, register_face
 from openinfusion.server.context import ServerContext
 from openinfusion.server.models import Infusion, Patient, Pump
 from openinfusion.server.permissions import Perm
 
-router = APIRouter(prefix="/fhir", tags=["fhir"])
+log = logging.getLogger(__name__)
+_ACCEPTABLE = ("application/fhir+json", "application/json", "application/*", "*/*")
+
+
+def _accepts_json(header: str) -> bool:
+    """True unless the Accept header names media types and none of them is JSON."""
+    ranges = [part.split(";")[0].strip().lower() for part in header.split(",") if part.strip()]
+    return not ranges or any(r in _ACCEPTABLE for r in ranges)
+
+
+class FhirRoute(APIRoute):
+    """A route under /fhir: answers only JSON (406 when the client accepts none), and an
+    unexpected failure is a logged 500 OperationOutcome instead of a bare text page."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def fhir_handler(request: Request) -> Response:
+            if not _accepts_json(request.headers.get("accept", "")):
+                raise fail(406, "accept", request.headers["accept"], "only JSON is served")
+            try:
+                return await handler(request)
+            except (ApiError, InputError, RequestValidationError, StarletteHTTPException):
+                raise
+            except Exception:
+                log.exception("FHIR request %s %s failed", request.method, request.url.path)
+                problem = {"message": "the server failed to answer this request"}
+                return JSONResponse(outcome(500, [problem]), 500, media_type=FHIR_JSON)
+
+        return fhir_handler
+
+
+router = APIRouter(prefix="/fhir", tags=["fhir"], route_class=FhirRoute)
 register_face(FACE)
 
 NOTHING: frozenset[str] = frozenset()
