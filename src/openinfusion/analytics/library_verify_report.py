@@ -64,7 +64,14 @@ def chart_png(report: LibraryVerification) -> bytes:
     ax.set_xlim(0, 115)
     ax.set_xlabel("virtual patients (%)")
     handles = [ax.bar(0, 0, color=c, label=k) for k, c in _COLOURS.items()]
-    ax.legend(handles=handles, loc="lower right", fontsize=7)
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.6 / fig.get_figheight()),
+        ncol=4,
+        fontsize=7,
+        frameon=False,
+    )
     ax.set_title(f"{report.library} {report.version}: exposure at each dose limit", fontsize=10)
     return figure_png(fig)
 
