@@ -453,3 +453,30 @@ def test_every_fact_once_whatever_the_batches_and_restarts(
             assert len(set(got)) == len(got)
         finally:
             fleet.close()
+
+
+def test_alarm_acknowledged_on_the_dashboard_becomes_one_pcd04(fleet: Fleet) -> None:
+    from openinfusion.server.models import Alarm
+
+    pump = fleet.pump(patient_mrn="MRN-ACK")
+    fleet.send(
+        pump, "alarm", {"state": "raised", "code": "occlusion", "priority": "high", "channel": 1}
+    )
+    fleet.send(pump, "alarm", {"state": "raised", "code": "air", "priority": "high", "channel": 1})
+    fwd = Forwarder(fleet.ctx, ["ehr"], FeedPolicy(ack_settle_s=5))
+    assert fwd.run_once() == (2, 2)
+    with fleet.ctx.db.write() as s:
+        occlusion, air = s.scalars(select(Alarm).order_by(Alarm.id)).all()
+        occlusion.acknowledged_at, occlusion.acknowledged_by = fleet.clock(), "nurse1"
+        air.acknowledged_at, air.acknowledged_by = fleet.clock(), "bedside"  # came as envelope
+        ack_id = occlusion.id
+    assert fwd.forward_acks() == 0  # not settled yet: a later commit could carry this time
+    fleet.clock.advance(6)
+    assert fwd.forward_acks() == 1
+    assert fwd.forward_acks() == 0  # once
+    row = fleet.outbox()[-1]
+    assert row.message_type == "ORU^R40" and row.source.startswith(f"alarm:{ack_id} ")
+    assert row.control_id.startswith("OA") and row.control_id.endswith("-0")
+    msg = parse_message(row.payload)
+    assert field_text(msg, segments(msg, "PID")[0], 3) == "MRN-ACK"
+    assert "nurse1" in row.source

@@ -412,6 +412,7 @@ class OutboundService:
         while not self._stop.is_set():
             try:
                 read, written = await off_loop(self.executor, self.forwarder.run_once)
+                written += await off_loop(self.executor, self.forwarder.forward_acks)
             except Exception:
                 log.exception("HL7 forwarder: batch failed, retried")
                 read, written = 0, 0

@@ -37,7 +37,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
@@ -52,6 +52,30 @@ from openinfusion.server.models import Alarm, Association, Channel, Patient, Pum
 log = logging.getLogger(__name__)
 
 CURSOR = "pump_messages"
+ACK_CURSOR = "alarm_acks"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _to_us(moment: datetime) -> int:
+    """Microseconds since the epoch (an exact integer cursor position)."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+@dataclass(frozen=True, slots=True)
+class _PumpRow:
+    pump_id: str
+
+
+def _build_r40(report: AlarmReport, control_id: str, now: datetime) -> str:
+    from openinfusion.interop.hl7.pcd04 import build_oru_r40
+
+    return build_oru_r40(report, control_id=control_id, now=now)
+
 
 # Pump journal events (openinfusion.pump.codes.Event) that change what the chart shows,
 # with the channel state they leave behind (None: the state last reported stands).
@@ -84,11 +108,13 @@ PRIORITIES = frozenset({"high", "medium", "low"})
 class FeedPolicy:
     """``status_interval_s``: at most one unchanged status per channel this often;
     ``batch``: envelopes read per transaction; ``gap_wait_s``: how long a missing id is
-    waited for (PostgreSQL)."""
+    waited for (PostgreSQL); ``ack_settle_s``: how old a dashboard acknowledgement must be
+    before it is read (see :meth:`Forwarder.forward_acks`)."""
 
     status_interval_s: float = 60.0
     batch: int = 500
     gap_wait_s: float = 10.0
+    ack_settle_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,21 +306,119 @@ class Forwarder:
             expected = row.id + 1
         return kept
 
-    def _advance(self, session: Session, old: int, new: int, now: datetime) -> bool:
-        cursor = session.get(OutboundCursor, CURSOR, with_for_update=True)
+    def _advance(
+        self, session: Session, old: int, new: int, now: datetime, name: str = CURSOR
+    ) -> bool:
+        """Move cursor ``name`` from ``old`` to ``new``; False if another process moved it."""
+        cursor = session.get(OutboundCursor, name, with_for_update=True)
         if cursor is None:
             if old != 0:
                 return False
-            session.add(OutboundCursor(name=CURSOR, position=new, updated_at=now))
+            session.add(OutboundCursor(name=name, position=new, updated_at=now))
             session.flush()
             return True
         moved = session.execute(
             update(OutboundCursor)
-            .where(OutboundCursor.name == CURSOR, OutboundCursor.position == old)
+            .where(OutboundCursor.name == name, OutboundCursor.position == old)
             .values(position=new, updated_at=now)
             .execution_options(synchronize_session=False)
         )
         return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
+
+    # ---- acknowledgements made on the dashboard -------------------------------------------
+
+    def forward_acks(self) -> int:
+        """PCD-04 for alarms acknowledged by a clinician on the server (not at the pump).
+
+        These are updates of ``alarms`` rows, not stored envelopes: the cursor is the
+        acknowledgement time (microseconds since the epoch), read up to ``ack_settle_s`` ago
+        so that an acknowledgement committed a moment after the time it carries is not
+        passed over. An alarm is acknowledged once (the API refuses a second), so its
+        control id (``OA`` + its id in base 36) is its own. Returns outbox rows written.
+        """
+        if not self.destinations:
+            return 0
+        upper = self.ctx.now() - timedelta(seconds=self.policy.ack_settle_s)
+        with self.ctx.db.read() as session:
+            cursor = session.get(OutboundCursor, ACK_CURSOR)
+            position = cursor.position if cursor is not None else 0
+            lower = _from_us(position) if position else upper - timedelta(days=1)
+            alarms = list(
+                session.scalars(
+                    select(Alarm)
+                    .where(
+                        Alarm.acknowledged_at.is_not(None),
+                        Alarm.acknowledged_at > lower,
+                        Alarm.acknowledged_at <= upper,
+                        or_(Alarm.acknowledged_by.is_(None), Alarm.acknowledged_by != "bedside"),
+                    )
+                    .order_by(Alarm.acknowledged_at, Alarm.id)
+                )
+            )
+            if not alarms and position and upper - lower < timedelta(seconds=60):
+                return 0  # nothing new: the cursor moves at most once a minute when idle
+            rows = [
+                (a, self._ack_report(session, a)) for a in alarms if a.acknowledged_at is not None
+            ]
+        now = self.ctx.now()
+        messages: list[OutboxMessage] = []
+        for alarm, report in rows:
+            if report is None:
+                continue
+            for d, dest in enumerate(self.destinations):
+                cid = f"OA{_b36(alarm.id)}-{d:x}"
+                try:
+                    payload = _build_r40(report, cid, now)
+                except ValueError as exc:
+                    log.warning("HL7 ORU^R40 for alarm %d not built: %s", alarm.id, exc)
+                    break
+                messages.append(
+                    OutboxMessage(
+                        destination=dest,
+                        message_type="ORU^R40",
+                        control_id=cid,
+                        payload=payload,
+                        status="pending",
+                        attempts=0,
+                        next_attempt_at=now,
+                        source=f"alarm:{alarm.id} acknowledged by {alarm.acknowledged_by}"[:80],
+                        created_at=now,
+                    )
+                )
+        new_position = _to_us(upper)
+        try:
+            with self.ctx.db.write() as session:
+                if not self._advance(session, position, new_position, now, ACK_CURSOR):
+                    return 0
+                session.add_all(messages)
+        except IntegrityError:
+            return 0
+        return len(messages)
+
+    def _ack_report(self, session: Session, alarm: Alarm) -> AlarmReport | None:
+        pump = session.get(Pump, alarm.pump_id)
+        if pump is None or alarm.acknowledged_at is None:
+            return None
+        patient = None
+        if alarm.channel is not None:
+            c = self._load(session, [_PumpRow(pump.id)])
+            patient = c.patients.get((pump.id, alarm.channel))
+        priority = alarm.priority if alarm.priority in PRIORITIES else "high"
+        return AlarmReport(
+            alarm_id=alarm.id,
+            pump_id=pump.id,
+            pump_serial=pump.decommissioned_serial or pump.serial,
+            pump_model=pump.model,
+            pump_kind=pump.kind,
+            channel=alarm.channel,
+            code=alarm.code,
+            priority=priority,  # type: ignore[arg-type]
+            message=alarm.message or alarm.code,
+            raised_at=alarm.raised_at,
+            state="acknowledged",
+            changed_at=alarm.acknowledged_at,
+            patient=patient,
+        )
 
     # ---- records -------------------------------------------------------------------------
 
