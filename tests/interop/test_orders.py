@@ -243,6 +243,7 @@ def test_b04_unassociated_channel_unknown_pump_and_patient(oenv: OrderEnv) -> No
         ({"patient_weight_kg": 900.0}, "patient_weight_kg", "0.2 to 500 kg", 207),
         ({"placer_order_id": ""}, "placer_order_id", "required", 101),
         ({"dose": None, "rate_ml_h": None}, "dose", "give a dose or a rate", 101),
+        ({"source": "fax"}, "source", "must be hl7 or fhir", 102),
     ],
 )
 def test_b04_semantic_errors_are_refused(

@@ -136,6 +136,8 @@ def _fields(order: OrderRequest) -> list[Problem]:
     """The order's own fields, before anything is looked up."""
     out: list[Problem] = []
     add = out.append
+    if order.source not in ("hl7", "fhir"):
+        add(Problem("source", order.source, "must be hl7 or fhir", HL7_DATA_TYPE_ERROR))
     if not isinstance(order.placer_order_id, str) or not order.placer_order_id.strip():
         add(Problem("placer_order_id", order.placer_order_id, "is required", HL7_REQUIRED_MISSING))
     elif not _PLACER.match(order.placer_order_id):
