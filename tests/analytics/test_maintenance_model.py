@@ -89,3 +89,16 @@ def test_threshold_rule_fires_at_its_limits() -> None:
 def test_top_per_day_takes_each_days_highest() -> None:
     s = np.array([[3.0, -np.inf], [1.0, 2.0], [2.0, 1.0]])
     assert top_per_day(s, 1).tolist() == [[True, False], [False, True], [False, False]]
+
+
+def test_a_pump_with_a_short_record_is_still_ranked() -> None:
+    """No first month and no 30-day trend yet (a pump new to the server)."""
+    short = {
+        "runtime_vs_first_month": np.nan,
+        "runtime_trend": np.nan,
+        "drive_effort_trend": np.nan,
+    }
+    model = default_model(14)
+    healthy = model.risk(_healthy_row(**short)[None, :])[0]
+    for worn in ({"drive_effort": 1.48}, {"runtime_vs_fleet": 0.45}, {"door_per_100h": 15.0}):
+        assert model.risk(_healthy_row(**short, **worn)[None, :])[0] > 10 * healthy, worn

@@ -28,6 +28,9 @@ WARM_UP_D = 14
 #: The training fleet: seeds of held-out fleets must differ from it.
 TRAIN_SEED = 20260101
 TRAIN_CONFIG = FleetConfig(pumps=300, days=365, seed=TRAIN_SEED)
+#: Share of training samples shown as a pump with a short record (see ``train``).
+SHORT_HISTORY_SHARE = 0.25
+HISTORY_FEATURES = ("runtime_vs_first_month", "runtime_trend", "drive_effort_trend")
 TRAIN_EVERY_D = 5  # every 5th day: neighbouring days are near copies
 
 
@@ -107,8 +110,13 @@ def train(config: FleetConfig = TRAIN_CONFIG, horizon_d: int = DEFAULT_HORIZON_D
     days = np.arange(0, config.days, TRAIN_EVERY_D, dtype=np.int64)
     table = compute_features(fleet.telemetry, days)
     keep = usable(fleet, days, horizon_d)
-    x = table.values[keep]
+    x = table.values[keep].copy()
     y = labels(fleet, days, horizon_d)[keep]
+    # A pump new to the server has no first month and no 30-day trend yet: hide those
+    # features on a share of the samples so the model also ranks such pumps.
+    hide = np.random.default_rng(config.seed).random(len(x)) < SHORT_HISTORY_SHARE
+    for name in HISTORY_FEATURES:
+        x[hide, FEATURES.index(name)] = np.nan
     classifier = HistGradientBoostingClassifier(
         max_iter=120,
         learning_rate=0.08,
