@@ -21,7 +21,13 @@ and pre-population, and must come back as RRG^O16 with AA. The rate is orders pe
 Order intake's own steps are what it does in production; the server shares the process (and
 the two cores) with this client.
 
-Baseline for both, same run: ``hl7.parse`` (python-hl7) of the same message texts in a
+(c) Gateway impact: the same ``--pumps`` x ``--per-pump`` status envelopes (a running
+channel, its volume advancing), verified beforehand, are stored by the gateway's group
+store (50 pumps per transaction, SQLite) three times in fresh databases: without the HL7 feed, with it running
+unthrottled (every status a message, sent to the receiver process: the heaviest case), and
+with the default throttle (60 s). Stored envelopes per second are compared.
+
+Baseline for (a) and (b), same run: ``hl7.parse`` (python-hl7) of the same message texts in a
 loop, with no network, building, checking or storage. The ratio says how many times the
 raw parse costs fit in one end-to-end message.
 """
@@ -305,15 +311,151 @@ def bench_orders(n: int) -> dict[str, Any]:
     }
 
 
+def _store_rate(
+    frames: dict[str, list[dict[str, Any]]],
+    keys: dict[str, Any],
+    destination: str | None,
+    interval_s: float = 0.0,
+) -> tuple[float, int, int]:
+    """Status envelopes stored per second by the gateway's group store (50 pumps per
+    transaction, verification done before), with the outbound feed running or not;
+    (stored/s, outbox rows written, rows acked by the end)."""
+    from sqlalchemy import func, select
+
+    from openinfusion.interop.outbound import OutboundService
+    from openinfusion.interop.outbound_feed import FeedPolicy
+    from openinfusion.interop.outbound_tables import OutboxMessage
+    from openinfusion.server.app import open_context
+    from openinfusion.server.config import Settings
+    from openinfusion.server.gateway_batch import store_verified_group, verify_frames
+    from openinfusion.server.models import Pump
+
+    verified = {
+        pid: [verify_frames(pid, keys[pid].public_key(), [json.dumps(f)]) for f in fs]
+        for pid, fs in frames.items()
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "d"
+        data.mkdir(mode=0o700)
+        ctx, _ = open_context(Settings(data_dir=data))
+        now = datetime.now(UTC)
+        with ctx.db.write() as s:
+            for pid in frames:
+                s.add(
+                    Pump(
+                        id=pid,
+                        serial=pid,
+                        model="B",
+                        kind="syringe",
+                        channel_count=1,
+                        unit=None,
+                        public_key="-",
+                        key_id="0" * 16,
+                        enrolled_at=now,
+                        last_seq=0,
+                        gaps=[],
+                    )
+                )
+        loop = asyncio.new_event_loop()
+        service = None
+        if destination is not None:
+            service = OutboundService(
+                ctx,
+                [destination],
+                feed=FeedPolicy(status_interval_s=interval_s),
+                forward_interval_s=0.2,
+            )
+            loop.run_until_complete(service.start())
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        jobs = [
+            (pid, verified[pid][k], "bench")
+            for k in range(max(len(v) for v in verified.values()))
+            for pid in verified
+        ]
+        t0 = time.perf_counter()
+        for i in range(0, len(jobs), 50):
+            with ctx.db.write() as session:
+                store_verified_group(ctx, session, jobs[i : i + 50])
+        elapsed = time.perf_counter() - t0
+        written = acked = 0
+        if service is not None:
+            time.sleep(2.0)  # let the feed catch up a little before counting
+            asyncio.run_coroutine_threadsafe(service.stop(), loop).result(30)
+            with ctx.db.read() as s:
+                written = s.scalar(select(func.count()).select_from(OutboxMessage)) or 0
+                acked = (
+                    s.scalar(
+                        select(func.count())
+                        .select_from(OutboxMessage)
+                        .where(OutboxMessage.status == "acked")
+                    )
+                    or 0
+                )
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        ctx.db.dispose()
+    return len(jobs) / elapsed, int(written), int(acked)
+
+
+def bench_gateway_impact(pumps: int, per_pump: int) -> dict[str, Any]:
+    from openinfusion.security import build_envelope, generate_private_key
+
+    keys: dict[str, Any] = {}
+    frames: dict[str, list[dict[str, Any]]] = {}
+    for p in range(pumps):
+        pid = f"P-hl7b{p:05d}"
+        keys[pid] = generate_private_key()
+        frames[pid] = []
+        for s in range(per_pump):
+            obs = {"channel": 1, "state": "running", "drug": "heparin", "dose": 18.0}
+            obs.update(dose_unit="units/kg/h", rate_ml_h=10.0, volume_infused_ml=0.1 * s)
+            body = {"channels": [obs]}
+            frames[pid].append(
+                build_envelope(
+                    keys[pid], type="status", pump_id=pid, seq=s + 1, body=body, sent_at=T0
+                )
+            )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        alone, _, _ = _store_rate(frames, keys, None)
+        dest = f"127.0.0.1:{port}"
+        # every status a message (no throttle): the heaviest the feed can be
+        with_feed, written, acked = _store_rate(frames, keys, dest, 0.0)
+        # the default throttle (one unchanged status per channel per 60 s)
+        throttled, written_60, _ = _store_rate(frames, keys, dest, 60.0)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    return {
+        "gateway_envelopes": pumps * per_pump,
+        "gateway_stored_per_s_without_feed": round(alone, 1),
+        "gateway_stored_per_s_with_feed": round(with_feed, 1),
+        "gateway_ratio_with_over_without": round(with_feed / alone, 3),
+        "feed_messages_queued": written,
+        "feed_messages_acked": acked,
+        "gateway_stored_per_s_with_throttled_feed": round(throttled, 1),
+        "gateway_ratio_throttled_over_without": round(throttled / alone, 3),
+        "throttled_feed_messages_queued": written_60,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000, help="PCD-01 messages to send")
     parser.add_argument("--orders", type=int, default=300, help="RGV^O15 orders to send")
+    parser.add_argument("--pumps", type=int, default=200, help="(c) pumps storing statuses")
+    parser.add_argument("--per-pump", type=int, default=10, help="(c) statuses per pump")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result: dict[str, Any] = {"cpus": os.cpu_count()}
     result.update(bench_pcd01(args.messages))
     result.update(bench_orders(args.orders))
+    result.update(bench_gateway_impact(args.pumps, args.per_pump))
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -327,6 +469,15 @@ def main() -> None:
         f"  (b) RGV^O15 orders accepted end to end: {result['orders_accepted_per_s']:>9,} "
         f"orders/s; python-hl7 hl7.parse of the same: {result['orders_hl7_parse_per_s']:>9,} "
         f"msg/s; ratio {result['orders_ratio_to_parse']}"
+    )
+    print(
+        f"  (c) gateway store, status envelopes/s: {result['gateway_stored_per_s_without_feed']:>9,}"
+        f" without the HL7 feed, {result['gateway_stored_per_s_with_feed']:>9,} with it "
+        f"(ratio {result['gateway_ratio_with_over_without']}; feed queued "
+        f"{result['feed_messages_queued']}, acked {result['feed_messages_acked']}); with the "
+        f"default 60 s throttle {result['gateway_stored_per_s_with_throttled_feed']:>9,} (ratio "
+        f"{result['gateway_ratio_throttled_over_without']}, "
+        f"{result['throttled_feed_messages_queued']} queued)"
     )
 
 
