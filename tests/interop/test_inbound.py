@@ -3,6 +3,7 @@ types refused (200), and a message sent again answered the same without acting t
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from hl7apy.parser import parse_message as hl7apy_parse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from openinfusion.interop.hl7.parse import field_text, parse_message, segments
 from openinfusion.interop.inbound import dispatch
@@ -22,6 +25,7 @@ from tests.server._server_support import (
     make_settings,
 )
 
+_msg = itertools.count(1)
 CORPUS = Path(__file__).parent / "corpus" / "pcd03_rgv_o15_dopamine_tf2_e23.hl7"
 
 
@@ -156,3 +160,42 @@ def test_adt_a40_merge_is_acknowledged_and_flags(oenv: OrderEnv) -> None:
     )
     _, msg = answer(oenv, bad)
     assert msa(msg) == "AR" and errs(msg)[0][0] == "MRG-1"
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    seg=st.sampled_from(["PID", "ORC", "RXG", "OBX"]),
+    field=st.integers(1, 25),
+    junk=st.sampled_from(
+        ["", "0", "-5", "NaN", "1e309", "x" * 300, "^^^", "&", "\\E\\", "Dopamine"]
+    ),
+)
+def test_ack_is_aa_exactly_when_one_program_is_issued(
+    oenv: OrderEnv, seg: str, field: int, junk: str
+) -> None:
+    """Whatever one field of the order holds, the answer is a readable RRG^O16 or ACK, and it
+    says AA exactly when one program command was issued (never one without AA, or two)."""
+    _pump, serial, patient = one_channel_bed(oenv)
+    n = next(_msg)
+    raw = rgv(str(patient["mrn"]), serial, f"H-{n}", f"HP-{n}").replace(
+        b"MDC_DEV_PUMP_INFUS_VMD^MDC||", b"MDC_DEV_PUMP_INFUS_VMD^MDC|1.1.1|"
+    )
+    lines = raw.decode().split("\r")
+    for i, line in enumerate(lines):
+        if line.startswith(seg + "|"):
+            parts = line.split("|")
+            while len(parts) <= field:
+                parts.append("")
+            parts[field] = junk
+            lines[i] = "|".join(parts)
+            break
+    mutated = "\r".join(lines).encode()
+    before = oenv.counts()[0]
+    reply, msg = answer(oenv, mutated)
+    issued = oenv.counts()[0] - before
+    assert issued in (0, 1)
+    assert (msa(msg) == "AA") == (issued == 1), reply
