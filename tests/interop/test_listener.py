@@ -84,6 +84,10 @@ def test_listener_replies(ctx: ServerContext) -> None:
                 bad = ADT.format(cid="BAD-1").replace("|2.6\r", "|2.6||||||EBCDIC\r")
                 code, original, text = _ack(await client.send(bad.encode()))
                 assert (code, original) == ("AR", "BAD-1") and "MSH-18" in text
+                # declared UTF-8 but not UTF-8 (a Latin-1 byte): AR, data type error
+                mixed = ADT.format(cid="MIX-1").replace("Ada", "Zo\u00eb").encode("latin-1")
+                code, original, _text = _ack(await client.send(mixed))
+                assert (code, original) == ("AR", "MIX-1")
                 # order intake failing: AE, 207, and the connection goes on
                 code, original, text = _ack(await client.send(ADT.format(cid="BOOM").encode()))
                 assert (code, original) == ("AE", "BOOM") and "internal error" in text
@@ -184,7 +188,11 @@ def test_b03_pump_traffic_unaffected_while_the_listener_is_abused(tmp_path: Path
         for t in abusers:
             t.start()
         try:
-            under_abuse = [round_trip() for _ in range(30)]
+            # at least 30 round trips, and long enough for the 1 s frame deadline to pass
+            under_abuse: list[float] = []
+            started = time.monotonic()
+            while len(under_abuse) < 30 or time.monotonic() - started < 2.5:
+                under_abuse.append(round_trip())
 
             async def honest() -> tuple[str, str, str]:
                 async with MLLPClient("127.0.0.1", hl7_port, timeout_s=10) as client:

@@ -251,8 +251,6 @@ class DestinationSender:
             while not stop.is_set():
                 try:
                     delay = await self._round()
-                except MLLPError:
-                    raise
                 except Exception:
                     log.exception("HL7 sender for %s: database error", self.destination)
                     delay = self.policy.poll_s
