@@ -35,6 +35,8 @@ def oenv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrderEnv]:
 def test_b23_merge_during_an_infusion_flags_not_remaps(oenv: OrderEnv) -> None:
     pump_id, serial, prior = oenv.bed()
     oenv.status(pump_id, state="running", drug="dopamine", rate_ml_h=15.0)
+    waiting = oenv.submit(oenv.order(serial, prior["mrn"]))  # pre-populated before the merge
+    assert waiting.accepted
     surviving = oenv.patient()
     out = merge_patients(
         oenv.ctx, prior["mrn"], PatientRef(surviving["mrn"]), actor="interface1", control_id="A40-1"
@@ -51,6 +53,10 @@ def test_b23_merge_during_an_infusion_flags_not_remaps(oenv: OrderEnv) -> None:
         "/api/audit", params={"action": "association.reverify"}, headers=oenv.h[Role.ADMIN]
     ).json()
     assert audit[-1]["details"]["association_id"] == out.flagged[0]
+
+    # the order already on the channel is shown as awaiting re-verification
+    view = oenv.client.get(f"/api/orders/{waiting.order_id}", headers=oenv.h[Role.NURSE]).json()
+    assert view["awaiting_reverification"] is True
 
     # no order is pre-populated on the flagged channel, for either MRN
     before = oenv.counts()
@@ -70,6 +76,8 @@ def test_b23_merge_during_an_infusion_flags_not_remaps(oenv: OrderEnv) -> None:
     oenv.associate(pump_id, 1, surviving["id"])
     flags = oenv.client.get("/api/orders/reverifications", headers=oenv.h[Role.NURSE]).json()
     assert not [f for f in flags if f["association_id"] == out.flagged[0]]
+    view = oenv.client.get(f"/api/orders/{waiting.order_id}", headers=oenv.h[Role.NURSE]).json()
+    assert view["awaiting_reverification"] is False
     assert oenv.submit(oenv.order(serial, surviving["mrn"])).accepted
 
 

@@ -243,6 +243,7 @@ def test_orders_page_follows_the_pump(
     flag = desktop.locator("#reverify li")
     expect(flag).to_contain_text("MRN MRN-DASH-1 is now MRN MRN-DASH-9")
     expect(flag).to_contain_text("channel 1 (infusing)")
+    expect(row.locator(".reverify-flag")).to_have_text("RE-VERIFY PATIENT")
 
 
 def test_roles_without_orders_see_why(server: OrderServer, desktop: Page) -> None:

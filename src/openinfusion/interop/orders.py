@@ -603,6 +603,21 @@ def _publish(ctx: ServerContext, session: Session, row: InfusionOrder) -> None:
 def order_view(session: Session, row: InfusionOrder, now: datetime) -> dict[str, Any]:
     """The JSON an API shows for an order, with its live status on the pump."""
     live = live_status(session, row, now)
+    reverify = False
+    if row.pump_id is not None and row.channel is not None and live.status in ON_CHANNEL:
+        reverify = (
+            session.scalar(
+                select(AssociationReverification.id)
+                .join(Association, Association.id == AssociationReverification.association_id)
+                .where(
+                    AssociationReverification.pump_id == row.pump_id,
+                    AssociationReverification.channel == row.channel,
+                    Association.ended_at.is_(None),
+                )
+                .limit(1)
+            )
+            is not None
+        )
     return {
         "id": row.id,
         "source": row.source,
@@ -630,6 +645,8 @@ def order_view(session: Session, row: InfusionOrder, now: datetime) -> dict[str,
         "status": live.status,
         "reason": live.reason if live.reason is not None else row.reason,
         "confirmed_at": iso(live.confirmed_at),
+        # its channel's patient was merged while the order was on it: re-verify at the bedside
+        "awaiting_reverification": reverify,
         "command_id": row.command_id,
         "ordered_by": row.ordered_by,
         "created_by": row.created_by,

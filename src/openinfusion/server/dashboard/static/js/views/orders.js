@@ -80,6 +80,9 @@ function statusCell(order) {
     {},
     h("span", { class: ["order-status", `order-${order.status}`] }, text),
     order.soft_limit ? h("span", { class: "badge prio-medium soft-flag", title: "soft limit crossed" }, "SOFT LIMIT") : null,
+    order.awaiting_reverification
+      ? h("span", { class: "badge prio-high reverify-flag", title: "patient merged: re-verify at the bedside" }, "RE-VERIFY PATIENT")
+      : null,
     order.reason ? h("div", { class: "muted order-reason" }, order.reason) : null,
   );
 }
