@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from openinfusion.analytics.fleet_sim import FleetConfig
+from openinfusion.analytics.fleet_sim import FleetConfig, simulate_fleet
 from openinfusion.analytics.maintenance_eval import evaluate, top_per_day
 from openinfusion.analytics.maintenance_features import FEATURES, HEALTHY
 from openinfusion.analytics.maintenance_model import (
@@ -102,3 +102,19 @@ def test_a_pump_with_a_short_record_is_still_ranked() -> None:
     healthy = model.risk(_healthy_row(**short)[None, :])[0]
     for worn in ({"drive_effort": 1.48}, {"runtime_vs_fleet": 0.45}, {"door_per_100h": 15.0}):
         assert model.risk(_healthy_row(**short, **worn)[None, :])[0] > 10 * healthy, worn
+
+
+def test_alert_scoring_counts_catches_and_lead_from_the_first_alert_of_the_run() -> None:
+    from openinfusion.analytics.maintenance_eval import _alert_scores
+
+    fleet = simulate_fleet(FleetConfig(pumps=3, days=100, seed=1))
+    fleet.failure_day[:] = [60, 80, 100]  # pump 2 never fails within the period
+    alerts = np.zeros((3, 100), dtype=bool)
+    alerts[0, 40:44] = True  # a run ...
+    alerts[0, 48:59] = True  # ... gap of 4 days (< a week): lead counts from day 40
+    alerts[1, 30:35] = True  # too early: ends before the 14-day horizon before day 80
+    alerts[2, 90:95] = True  # false alarms
+    true_alerts, judged, leads = _alert_scores(fleet, alerts, 14)
+    assert judged == 2 and leads == [20]
+    # true alerts: days 46..59 before the failure at 60 that were alerted (48..58)
+    assert true_alerts == 11

@@ -63,7 +63,9 @@ class ThresholdRule:
 def labels(fleet: SimulatedFleet, days: NDArray[np.int64], horizon_d: int) -> FloatArray:
     """1 where the pump fails within (d, d + horizon] days, else 0 (pumps × days)."""
     fail = fleet.failure_day[:, None]
-    return ((fail > days[None, :]) & (fail <= days[None, :] + horizon_d)).astype(np.float64)
+    failed = fail < fleet.config.days  # ``days`` stands for "no failure in the period"
+    window = (fail > days[None, :]) & (fail <= days[None, :] + horizon_d)
+    return (failed & window).astype(np.float64)
 
 
 def usable(fleet: SimulatedFleet, days: NDArray[np.int64], horizon_d: int) -> NDArray[np.bool_]:
@@ -91,12 +93,19 @@ class RiskModel:
     def contributions(self, row: FloatArray, reference: dict[str, float]) -> dict[str, float]:
         """Risk removed by setting each feature of one pump to its ``reference`` value
         (positive: the feature raises this pump's risk)."""
-        base = float(self.risk(row[None, :])[0])
-        trials = np.repeat(row[None, :], len(FEATURES), axis=0)
+        many = self.contributions_many(row[None, :], reference)[0]
+        return {name: float(many[i]) for i, name in enumerate(FEATURES)}
+
+    def contributions_many(self, rows: FloatArray, reference: dict[str, float]) -> FloatArray:
+        """:meth:`contributions` for many pumps at once (pumps × features), in one call."""
+        n, f = rows.shape
+        trials = np.repeat(rows[:, None, :], f, axis=1)  # pump, feature replaced, features
         for i, name in enumerate(FEATURES):
-            trials[i, i] = reference.get(name, trials[i, i])
-        others = self.risk(trials)
-        return {name: base - float(others[i]) for i, name in enumerate(FEATURES)}
+            if name in reference:
+                trials[:, i, i] = reference[name]
+        base = self.risk(rows)
+        others = self.risk(trials.reshape(n * f, f)).reshape(n, f)
+        return np.asarray(base[:, None] - others, dtype=np.float64)
 
 
 def train(config: FleetConfig = TRAIN_CONFIG, horizon_d: int = DEFAULT_HORIZON_D) -> RiskModel:

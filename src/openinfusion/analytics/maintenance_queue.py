@@ -103,6 +103,8 @@ def rank(
     last = tel.days - 1
     values = compute_features(tel, np.array([last])).values[:, 0, :]
     alive = tel.in_service[:, last]
+    if not alive.any():
+        return []
     risk = model.risk(values)
     reference = reference_values(values[alive])
     with warnings.catch_warnings():  # a feature no pump reports has no median
@@ -112,8 +114,10 @@ def rank(
             for i, name in enumerate(FEATURES)
         }
     entries = []
-    for p in np.flatnonzero(alive):
-        contrib = model.contributions(values[p], reference)
+    rows = np.flatnonzero(alive)
+    all_contrib = model.contributions_many(values[rows], reference)
+    for k, p in enumerate(rows):
+        contrib = {name: float(all_contrib[k, i]) for i, name in enumerate(FEATURES)}
         reasons = [
             describe(name, float(values[p, FEATURES.index(name)]), medians[name], tel.kinds[p])
             for name in sorted(contrib, key=lambda k: -contrib[k])
