@@ -168,3 +168,17 @@ def test_explain_text_and_json(two_messages: Path, tmp_path: Path) -> None:
     bad.write_text("MSH|^~\\&|A|B\n")
     result = runner.invoke(hl7_app, ["explain", str(bad)])
     assert result.exit_code == 2 and "MSH-9" in result.output
+
+
+def test_serve_refuses_a_bad_hl7_destination(tmp_path: Path) -> None:
+    import typer
+
+    from openinfusion.cli.server_cmd import serve_command
+
+    app = typer.Typer()
+    app.command()(serve_command)
+    result = runner.invoke(
+        app, ["--data-dir", str(tmp_path / "d"), "--hl7-destination", "ehr-without-port"]
+    )
+    assert result.exit_code == 2 and "HOST:PORT" in result.output
+    assert not (tmp_path / "d").exists()  # refused before anything was created

@@ -72,12 +72,23 @@ def serve_command(
         {"username": c.username, "password": c.password, "role": c.role}
         for c in app.state.first_accounts
     ]
+    listener = f"{hl7_host}:{hl7_port}" if hl7_port is not None else None
     if json_out:
         print_json(
-            {"url": f"http://{host}:{port}", "data_dir": str(data_dir), "first_accounts": accounts}
+            {
+                "url": f"http://{host}:{port}",
+                "data_dir": str(data_dir),
+                "first_accounts": accounts,
+                "hl7_listener": listener,
+                "hl7_destinations": list(hl7_destination),
+            }
         )
     else:
         console.print(f"openinfusion server on http://{host}:{port} (data: {data_dir})")
+        if listener:
+            console.print(f"HL7 v2 (MLLP) listener on {listener}", markup=False)
+        for destination in hl7_destination:
+            console.print(f"PCD-01/PCD-04 feed to {destination} (MLLP)", markup=False)
         if accounts:
             console.print(
                 "First start: accounts created (shown once; also in "
