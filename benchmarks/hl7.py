@@ -25,7 +25,8 @@ the two cores) with this client.
 channel, its volume advancing), verified beforehand, are stored by the gateway's group
 store (50 pumps per transaction, SQLite) three times in fresh databases: without the HL7 feed, with it running
 unthrottled (every status a message, sent to the receiver process: the heaviest case), and
-with the default throttle (60 s). Stored envelopes per second are compared.
+with the default throttle (60 s), interleaved, best of ``--repeats``. Stored envelopes
+per second are compared.
 
 Baseline for (a) and (b), same run: ``hl7.parse`` (python-hl7) of the same message texts in a
 loop, with no network, building, checking or storage. The ratio says how many times the
@@ -398,7 +399,7 @@ def _store_rate(
     return len(jobs) / elapsed, int(written), int(acked)
 
 
-def bench_gateway_impact(pumps: int, per_pump: int) -> dict[str, Any]:
+def bench_gateway_impact(pumps: int, per_pump: int, repeats: int) -> dict[str, Any]:
     from openinfusion.security import build_envelope, generate_private_key
 
     keys: dict[str, Any] = {}
@@ -422,12 +423,18 @@ def bench_gateway_impact(pumps: int, per_pump: int) -> dict[str, Any]:
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
-        alone, _, _ = _store_rate(frames, keys, None)
         dest = f"127.0.0.1:{port}"
-        # every status a message (no throttle): the heaviest the feed can be
-        with_feed, written, acked = _store_rate(frames, keys, dest, 0.0)
-        # the default throttle (one unchanged status per channel per 60 s)
-        throttled, written_60, _ = _store_rate(frames, keys, dest, 60.0)
+        alone = with_feed = throttled = 0.0
+        written = acked = written_60 = 0
+        # interleaved and best of ``repeats``: a shared machine's load comes and goes
+        for _ in range(repeats):
+            alone = max(alone, _store_rate(frames, keys, None)[0])
+            # every status a message (no throttle): the heaviest the feed can be
+            rate, written, acked = _store_rate(frames, keys, dest, 0.0)
+            with_feed = max(with_feed, rate)
+            # the default throttle (one unchanged status per channel per 60 s)
+            rate, written_60, _ = _store_rate(frames, keys, dest, 60.0)
+            throttled = max(throttled, rate)
     finally:
         proc.kill()
         proc.wait(10)
@@ -450,12 +457,13 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=300, help="RGV^O15 orders to send")
     parser.add_argument("--pumps", type=int, default=200, help="(c) pumps storing statuses")
     parser.add_argument("--per-pump", type=int, default=10, help="(c) statuses per pump")
+    parser.add_argument("--repeats", type=int, default=3, help="(c) best of, interleaved")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result: dict[str, Any] = {"cpus": os.cpu_count()}
     result.update(bench_pcd01(args.messages))
     result.update(bench_orders(args.orders))
-    result.update(bench_gateway_impact(args.pumps, args.per_pump))
+    result.update(bench_gateway_impact(args.pumps, args.per_pump, args.repeats))
     if args.json:
         print(json.dumps(result, indent=2))
         return

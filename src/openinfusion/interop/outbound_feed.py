@@ -170,6 +170,17 @@ def _status_channels(body: dict[str, Any]) -> list[dict[str, Any]]:
     return [c for c in channels if isinstance(c, dict)] if isinstance(channels, list) else []
 
 
+def _signature(item: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes a channel report news: state, drug, dose, dose unit, rate."""
+    return (
+        _text(item.get("state"), 32) or "unknown",
+        _text(item.get("drug")),
+        _num(item.get("dose")),
+        _text(item.get("dose_unit"), 32),
+        _num(item.get("rate_ml_h")),
+    )
+
+
 def _event_channel(body: dict[str, Any]) -> int | None:
     number = _channel_number(body.get("channel"))
     if number is not None:
@@ -215,7 +226,9 @@ class Forwarder:
         # per channel: (state, drug, dose, dose unit, rate) last sent, and when (receive time)
         self._sent: dict[tuple[str, int], tuple[tuple[Any, ...], datetime]] = {}
         # per channel: the last observation seen, the base of an event's observation
-        self._last_obs: dict[tuple[str, int], ChannelObservation] = {}
+        # per channel: the last channel item reported (and its row), the base of an event's
+        # observation; observations are built only for what is sent
+        self._last_seen: dict[tuple[str, int], tuple[dict[str, Any], Any]] = {}
         self._gap_seen: dict[int, float] = {}
         self.clock_monotonic: Callable[[], float] = time.monotonic
 
@@ -245,7 +258,7 @@ class Forwarder:
             rows = self._without_gaps(position, rows)
             if not rows:
                 return 0, 0
-            saved_sent, saved_obs = dict(self._sent), dict(self._last_obs)
+            saved_sent, saved_seen = dict(self._sent), dict(self._last_seen)
             built = self._build(session, rows)
         new_position = rows[-1].id
         now = self.ctx.now()
@@ -258,10 +271,10 @@ class Forwarder:
         except (IntegrityError, _CursorMoved):
             # another server process forwarded the same rows first (PostgreSQL): the
             # throttle state goes back to what it was before this batch
-            self._sent, self._last_obs = saved_sent, saved_obs
+            self._sent, self._last_seen = saved_sent, saved_seen
             return 0, 0
         except BaseException:
-            self._sent, self._last_obs = saved_sent, saved_obs
+            self._sent, self._last_seen = saved_sent, saved_seen
             raise
         return len(rows), len(messages)
 
@@ -510,20 +523,20 @@ class Forwarder:
             number = _channel_number(item.get("channel", item.get("index")))
             if number is None:
                 continue
-            obs = self._observation(session, c, pump, number, row, item)
             key = (pump.id, number)
-            self._last_obs[key] = obs
-            signature = (obs.state, obs.drug, obs.dose, obs.dose_unit, obs.rate_ml_h)
+            self._last_seen[key] = (item, row)
+            signature = _signature(item)
             last = self._sent.get(key)
             if last is None:
                 event = None  # first seen since start: a periodic report
             elif last[0] != signature:
-                event = "state_changed" if last[0][0] != obs.state else "program_changed"
+                event = "state_changed" if last[0][0] != signature[0] else "program_changed"
             elif row.received_at - last[1] >= interval:
                 event = None
             else:
-                continue
+                continue  # throttled: nothing built, no order looked up
             self._sent[key] = (signature, row.received_at)
+            obs = self._observation(session, c, pump, number, row, item)
             out.append(self._oru_r01(replace(obs, event=event), row, len(out)))
         return out
 
@@ -535,10 +548,12 @@ class Forwarder:
         if kind not in REPORTED_EVENTS or number is None:
             return []
         key = (pump.id, number)
-        base = self._last_obs.get(key)
-        if base is None:
+        seen = self._last_seen.get(key)
+        if seen is not None:
+            item = seen[0]
+        else:
             ch = c.channels.get(key)
-            item: dict[str, Any] = {}
+            item = {}
             if ch is not None:
                 item = {
                     "state": ch.state,
@@ -550,18 +565,10 @@ class Forwarder:
                     "vtbi_remaining_ml": ch.vtbi_remaining_ml,
                     "time_remaining_min": ch.time_remaining_min,
                 }
-            base = self._observation(session, c, pump, number, row, item)
+        base = self._observation(session, c, pump, number, row, item)
         state = REPORTED_EVENTS[kind] or base.state
-        obs = replace(
-            base,
-            observed_at=row.received_at,
-            state=state,
-            event=kind,
-            pump_seq=row.seq,
-            patient=c.patients.get(key),
-            placer_order_id=self._order(session, c, pump.id, number),
-        )
-        self._last_obs[key] = obs
+        obs = replace(base, state=state, event=kind)
+        self._last_seen[key] = (dict(item, state=state), row)
         sent = self._sent.get(key)
         if sent is not None:  # the next status compares against what this event showed
             self._sent[key] = ((state, *sent[0][1:]), row.received_at)
