@@ -221,6 +221,17 @@ _UPDATE_CHANNEL = (
     )
     .values({c: bindparam(f"v_{c}") for c in (*_CHANNEL_VALUES, "infusion_id")})
 )
+# A channel and its open infusion in one row (the infusion's id is repeated to tell a
+# missing infusion row from none).
+_LOAD_CHANNELS = (
+    select(
+        *(_channels.c[c] for c in ("pump_id", "channel", "infusion_id", *_CHANNEL_LOADED)),
+        *(_infusions.c[c] for c in ("id", *_INFUSION_LOADED)),
+    )
+    .select_from(_channels.outerjoin(_infusions, _channels.c.infusion_id == _infusions.c.id))
+    .where(_channels.c.pump_id.in_(bindparam("ids", expanding=True)))
+)
+_SPLIT = 3 + len(_CHANNEL_LOADED)
 _LINK_CHANNEL = (
     update(_channels)
     .where(
@@ -241,32 +252,32 @@ class Derivation:
     infusions: list[InfusionState] = field(default_factory=list)
 
     def load(self, pump_ids: Iterable[str]) -> None:
-        """Load the channels of ``pump_ids`` and their open infusions (two queries)."""
+        """Load the channels of ``pump_ids`` with their open infusions (one query)."""
         ids = list(pump_ids)
         if not ids:
             return
-        ch_cols = [_channels.c[c] for c in ("pump_id", "channel", "infusion_id", *_CHANNEL_LOADED)]
-        rows = self.conn.execute(select(*ch_cols).where(_channels.c.pump_id.in_(ids))).all()
-        open_ids = [r[2] for r in rows if r[2] is not None]
         infusions: dict[int, InfusionState] = {}
-        if open_ids:
-            inf_cols = [_infusions.c[c] for c in ("id", "pump_id", "channel", *_INFUSION_LOADED)]
-            query = select(*inf_cols).where(_infusions.c.id.in_(open_ids))
-            for r in self.conn.execute(query):
-                values = dict(zip(_INFUSION_LOADED, r[3:], strict=True))
-                infusions[r[0]] = InfusionState(
-                    id=r[0], pump_id=r[1], channel=r[2], started_at=None, started_seq=0, **values
-                )
-            self.infusions.extend(infusions.values())
-        for r in rows:
+        for r in self.conn.execute(_LOAD_CHANNELS, {"ids": ids}):
+            values = tuple(r)
+            pump_id, number, infusion_id = values[:3]
             ch = ChannelState(
-                pump_id=r[0],
-                channel=r[1],
+                pump_id=pump_id,
+                channel=number,
                 updated_at=None,
-                **dict(zip(_CHANNEL_LOADED, r[3:], strict=True)),
+                **dict(zip(_CHANNEL_LOADED, values[3:_SPLIT], strict=True)),
             )
-            ch.infusion = infusions.get(r[2]) if r[2] is not None else None
-            self.channels[(r[0], r[1])] = ch
+            if infusion_id is not None and values[_SPLIT] is not None:
+                inf = InfusionState(
+                    id=infusion_id,
+                    pump_id=pump_id,
+                    channel=number,
+                    started_at=None,
+                    started_seq=0,
+                    **dict(zip(_INFUSION_LOADED, values[_SPLIT + 1 :], strict=True)),
+                )
+                infusions[infusion_id] = ch.infusion = inf
+            self.channels[(pump_id, number)] = ch
+        self.infusions.extend(infusions.values())
 
     def apply(
         self, pump: PumpState, kind: str, seq: int, body: dict[str, Any], now: datetime

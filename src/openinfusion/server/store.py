@@ -52,6 +52,19 @@ _SEEN = (
         last_seen=bindparam("v_last_seen"),
     )
 )
+_LOAD_PUMPS = (
+    select(
+        _pumps.c.id,
+        _pumps.c.unit,
+        _pumps.c.last_seq,
+        _pumps.c.gaps,
+        _pumps.c.library_version,
+        _pumps.c.power,
+    )
+    .where(_pumps.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_pumps.c.id)
+    .with_for_update()
+)
 _REPORTED = (
     update(_pumps)
     .where(_pumps.c.id == bindparam("w_id"))
@@ -174,24 +187,11 @@ def _load_pumps(conn: Connection, pump_ids: set[str]) -> dict[str, PumpState]:
     """The group's pump rows, locked in id order (PostgreSQL; SQLite's write transaction
     is already exclusive). A pump that does not exist raises :class:`LookupError`."""
     ids = sorted(pump_ids)
-    query = (
-        select(
-            _pumps.c.id,
-            _pumps.c.unit,
-            _pumps.c.last_seq,
-            _pumps.c.gaps,
-            _pumps.c.library_version,
-            _pumps.c.power,
-        )
-        .where(_pumps.c.id.in_(ids))
-        .order_by(_pumps.c.id)
-        .with_for_update()
-    )
     pumps = {
         r.id: PumpState(
             r.id, r.unit, r.last_seq, [list(g) for g in r.gaps or []], r.library_version, r.power
         )
-        for r in conn.execute(query)
+        for r in conn.execute(_LOAD_PUMPS, {"ids": ids})
     }
     for pump_id in ids:
         if pump_id not in pumps:
