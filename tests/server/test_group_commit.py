@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from openinfusion.security import build_envelope
 from openinfusion.server.db import Database
 from openinfusion.server.events import LocalBus
-from openinfusion.server.gateway_batch import verify_frames
+from openinfusion.server.gateway_batch import store_verified_group, verify_frames
 from openinfusion.server.group_commit import GroupCommitter
 from openinfusion.server.migrate import upgrade_to_head
 from openinfusion.server.models import Pump, PumpMessage
@@ -114,3 +114,47 @@ def test_one_failing_batch_does_not_cost_the_others_their_data(db: Database) -> 
     assert [r.ack_seq for i, r in enumerate(results) if i != 2] == [3] * 5  # type: ignore[union-attr]
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(PumpMessage)) == 15
+
+
+def test_group_events_are_delivered_at_commit_and_only_to_who_wants_them(db: Database) -> None:
+    """The live events of a whole group reach a reader together, after the commit; a
+    rolled-back group delivers nothing; the command hub's filtered subscription never sees
+    pump updates."""
+    ctx = _Ctx(db)
+    pumps = [_pump(db) for _ in range(3)]
+
+    async def main() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+        bus = ctx.bus
+        await bus.start()
+        everything = bus.subscribe()
+        commands_only = bus.subscribe(frozenset({"command", "pump_decommissioned"}))
+        jobs = [
+            (
+                pump_id,
+                verify_frames(pump_id, key.public_key(), _texts(key, pump_id, range(1, 3))),
+                "t",
+            )  # type: ignore[attr-defined]
+            for pump_id, key in pumps
+        ]
+        with pytest.raises(RuntimeError), db.write() as session:
+            store_verified_group(ctx, session, jobs)  # type: ignore[arg-type]
+            raise RuntimeError("the commit fails")
+        await asyncio.sleep(0.05)
+        assert everything.queue.empty()  # rolled back: nothing was published
+        with db.write() as session:
+            store_verified_group(ctx, session, jobs)  # type: ignore[arg-type]
+            bus.publish(session, {"type": "command", "pump_id": pumps[0][0], "command_id": "c"})
+            await asyncio.sleep(0.05)
+            assert everything.queue.empty()  # not before the commit
+        await asyncio.sleep(0.05)
+        got = [everything.queue.get_nowait() for _ in range(everything.queue.qsize())]
+        filtered = [commands_only.queue.get_nowait() for _ in range(commands_only.queue.qsize())]
+        await bus.stop()
+        return got, filtered
+
+    got, filtered = asyncio.run(main())
+    assert [(e["type"], e["pump_id"], e["last_seq"]) for e in got[:3]] == [
+        ("pump_update", pump_id, 2) for pump_id, _k in pumps
+    ]
+    assert [e["type"] for e in got[3:]] == ["command"]
+    assert [e["type"] for e in filtered] == ["command"]
