@@ -8,10 +8,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse, Response
 
-from openinfusion.analytics.library_verify import verify_library
-from openinfusion.analytics.library_verify_report import chart_png, report_html
-from openinfusion.analytics.library_verify_source import published_library
-from openinfusion.analytics.render import REPORT_CSP
 from openinfusion.server.api.deps import Principal, get_ctx, require
 from openinfusion.server.api.errors import not_found
 from openinfusion.server.context import ServerContext
@@ -35,6 +31,13 @@ def library_verify(
 ) -> dict[str, Any] | Response:
     """Verify published library ``version``: every entry's dose limits simulated on a seeded
     virtual population of its care area and judged against its therapeutic window."""
+    # Imported here: the models (SciPy) and charts (matplotlib) cost seconds, and a server
+    # restarting after a crash must take its pumps back without waiting for them.
+    from openinfusion.analytics.library_verify import verify_library
+    from openinfusion.analytics.library_verify_report import chart_png, report_html
+    from openinfusion.analytics.library_verify_source import published_library
+    from openinfusion.analytics.render import REPORT_CSP
+
     with ctx.db.read() as session:
         lib = published_library(session, version)
     if lib is None:
