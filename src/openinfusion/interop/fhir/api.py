@@ -439,6 +439,14 @@ def _device_filter(params: Any) -> tuple[bool, str | None, int | None]:
     return device[0] != "", device[0] or None, device[1]
 
 
+def _patient_filter(params: Any) -> tuple[bool, int | None]:
+    """(matchable, patient id) of a ``patient`` search parameter; a reference to no
+    patient id this server issues matches nothing."""
+    patient = reference(params, "patient", ("Patient",))
+    patient_id = parse_number_id(patient[1]) if patient else None
+    return patient is None or patient_id is not None, patient_id
+
+
 @router.get("/MedicationAdministration")
 def search_administrations(
     request: Request,
@@ -449,10 +457,8 @@ def search_administrations(
     check_params(params, search_params("MedicationAdministration"))
     page = paging(params)
     matchable, pump_id, channel = _device_filter(params)
-    patient = reference(params, "patient", ("Patient",))
-    patient_id = parse_number_id(patient[1]) if patient else None
-    if patient is not None and patient_id is None:
-        matchable = False
+    patient_ok, patient_id = _patient_filter(params)
+    matchable = matchable and patient_ok
     with ctx.db.read() as session:
         total, out = 0, []
         if matchable:
@@ -545,10 +551,8 @@ def search_requests(
     check_params(params, search_params("MedicationRequest"))
     page = paging(params)
     matchable, pump_id, channel = _device_filter(params)
-    patient = reference(params, "patient", ("Patient",))
-    patient_id = parse_number_id(patient[1]) if patient else None
-    if patient is not None and patient_id is None:
-        matchable = False
+    patient_ok, patient_id = _patient_filter(params)
+    matchable = matchable and patient_ok
     status = token(params, "status")
     if status is not None and status.code not in _STATUS_CODES:
         raise fail(400, "status", status.code, "must be " + " | ".join(sorted(_STATUS_CODES)))
